@@ -1,0 +1,197 @@
+"""The one typed configuration of the pipeline.
+
+Every table path, engine endpoint and parameter is named here. Values come from
+``conf/<name>.yaml`` (``ONEREC_CONFIG``, default ``local``), then environment
+variables ``ONEREC__SECTION__KEY=value``, then ``--set section.key=value``
+overrides. ``ONEREC_HOME`` moves all local state (default ``./var``).
+Stages receive a :class:`Settings`; nothing reads globals.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO_ROOT / "conf"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SparkSettings(_Frozen):
+    """How to reach Spark: ``local[N]`` here, ``spark://host:7077`` on a cluster."""
+
+    master: str = "local[2]"
+    app_name: str = "onerec"
+    shuffle_partitions: int = 4
+    driver_memory: str = "4g"
+    # Ivy cache for the Delta jars: a stable folder outside the clone so CI reuses it.
+    ivy_dir: str = "~/.cache/onerec/ivy"
+    extra_conf: dict[str, str] = Field(default_factory=dict)
+
+
+class SourceSettings(_Frozen):
+    """Where raw files land and which loader reads them (see jobs/loaders)."""
+
+    format: str = "canonical"
+    path: str = "{home}/raw/sample"
+    # Base date for formats with order but no timestamps (Amazon sequences):
+    # the k-th interaction of a user is placed on base_date + k days.
+    base_date: date = date(2020, 1, 1)
+
+
+class SampleSettings(_Frozen):
+    """The bundled, seeded behaviour generator (jobs/sample_data.py)."""
+
+    seed: int = 7
+    n_users: int = 300
+    n_items: int = 400
+    n_clusters: int = 8
+    days: int = 30
+    start_date: date = date(2026, 10, 1)
+    sessions_per_user_day: float = 0.35
+    mean_session_len: float = 5.0
+    # A few deliberately broken rows per day so quarantine is visible in `make run`.
+    broken_rows_per_day: int = 2
+
+
+class PositiveRule(_Frozen):
+    """When an interaction counts as positive feedback (any clause true, no dislike)."""
+
+    min_rating: float | None = 4.0
+    min_play_ratio: float | None = 0.8
+    signals: tuple[str, ...] = ("like", "follow", "comment", "share")
+    dislike_vetoes: bool = True
+
+
+class IngestSettings(_Frozen):
+    reject_unknown_items: bool = False
+    max_play_ratio: float = 20.0
+
+
+class SequenceSettings(_Frozen):
+    short_term_len: int = 20
+    positive_len: int = 256
+    lifelong_cap: int = 100_000
+    positive: PositiveRule = PositiveRule()
+
+
+class TrainingExampleSettings(_Frozen):
+    protocols: tuple[Literal["next_day", "leave_one_out"], ...] = ("next_day", "leave_one_out")
+    context_len: int = 50
+
+
+class AirflowSettings(_Frozen):
+    # SQLite by default; postgresql+psycopg2://... on a cluster.
+    sql_alchemy_conn: str = "sqlite:///{home}/airflow/airflow.db"
+    executor: str = "LocalExecutor"
+
+
+class FeastSettings(_Frozen):
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_connection: str = "localhost:6379"
+    registry: str = "{home}/feast/registry.db"
+
+
+class TableSpec(_Frozen):
+    """One Delta table: its logical name, layer, partition columns and keys."""
+
+    name: str
+    layer: Literal["bronze", "silver", "gold", "quarantine"]
+    partition_by: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+
+
+DEFAULT_TABLES: dict[str, TableSpec] = {
+    "events": TableSpec(name="events", layer="bronze", partition_by=("event_date",), keys=("event_id",)),
+    "items": TableSpec(name="items", layer="bronze", keys=("item_id",)),
+    "users": TableSpec(name="users", layer="bronze", keys=("user_id",)),
+    "quarantine": TableSpec(name="quarantine", layer="quarantine", keys=("source_table", "source_file", "source_line")),
+    "user_history": TableSpec(name="user_history", layer="silver", keys=("user_id",)),
+    "user_features": TableSpec(name="user_features", layer="gold", partition_by=("ds",), keys=("user_id", "ds")),
+    "training_examples": TableSpec(
+        name="training_examples", layer="gold", partition_by=("protocol", "ds"), keys=("protocol", "ds", "user_id", "split")
+    ),
+}
+
+
+class Settings(_Frozen):
+    """Root config. ``home`` is the state root; every path below is derived from it."""
+
+    home: str = "var"
+    lake_root: str = "{home}/lake"
+    reports_dir: str = "{home}/reports"
+    spark: SparkSettings = SparkSettings()
+    source: SourceSettings = SourceSettings()
+    sample: SampleSettings = SampleSettings()
+    ingest: IngestSettings = IngestSettings()
+    sequences: SequenceSettings = SequenceSettings()
+    training_examples: TrainingExampleSettings = TrainingExampleSettings()
+    airflow: AirflowSettings = AirflowSettings()
+    feast: FeastSettings = FeastSettings()
+    tables: dict[str, TableSpec] = Field(default_factory=lambda: dict(DEFAULT_TABLES))
+
+    # ---- derived paths -------------------------------------------------
+    def resolve(self, template: str) -> str:
+        """Expand ``{home}`` and ``~``; relative paths are taken from the repo root."""
+        home = self.home if "://" in self.home else str(_absolute(self.home))
+        text = template.replace("{home}", home)
+        if "://" in text:
+            return text
+        return str(_absolute(os.path.expanduser(text)))
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.resolve("{home}"))
+
+    def table(self, name: str) -> TableSpec:
+        if name not in self.tables:
+            raise KeyError(f"unknown table {name!r}; known: {sorted(self.tables)}")
+        return self.tables[name]
+
+    def table_path(self, name: str) -> str:
+        spec = self.table(name)
+        return f"{self.resolve(self.lake_root)}/{spec.layer}/{spec.name}"
+
+
+def _absolute(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else (REPO_ROOT / p).resolve()
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def load_settings(name: str | None = None, overrides: list[str] | None = None) -> Settings:
+    """Load ``conf/<name>.yaml`` + env overrides + ``key=value`` overrides.
+
+    ``name`` defaults to ``$ONEREC_CONFIG`` or ``local``; a path to a yaml file also works.
+    """
+    name = name or os.environ.get("ONEREC_CONFIG", "local")
+    path = Path(name) if name.endswith((".yaml", ".yml")) else CONF_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"config {path} not found (choose one of {sorted(p.stem for p in CONF_DIR.glob('*.yaml'))})")
+    tree: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+    for key, value in sorted(os.environ.items()):
+        if key.startswith("ONEREC__"):
+            _set_dotted(tree, key[len("ONEREC__") :].lower().replace("__", "."), yaml.safe_load(value))
+    if os.environ.get("ONEREC_HOME"):
+        tree["home"] = os.environ["ONEREC_HOME"]
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        key, value = item.split("=", 1)
+        _set_dotted(tree, key.strip(), yaml.safe_load(value))
+    return Settings.model_validate(tree)

@@ -1,0 +1,1 @@
+"""Spark + Delta jobs of the daily pipeline: one module per stage."""
