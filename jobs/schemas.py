@@ -1,0 +1,153 @@
+"""One Spark schema per table: the single source of truth for columns and types.
+
+The GX suites (expectations/suites.py), the Feast views (features/) and the jobs
+all read these; tests/test_schemas.py checks that they agree.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DateType,
+    DoubleType,
+    FloatType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+FLAG_NAMES = ("like", "follow", "comment", "share", "dislike")
+# Engagement flags packed as one int per interaction in gold sequences (bit i = FLAG_NAMES[i]).
+FLAG_BITS = {name: 1 << i for i, name in enumerate(FLAG_NAMES)}
+
+
+def _f(name: str, dtype, nullable: bool = True) -> StructField:
+    return StructField(name, dtype, nullable)
+
+
+EVENTS = StructType(
+    [
+        _f("event_id", StringType(), False),
+        _f("user_id", StringType(), False),
+        _f("item_id", StringType(), False),
+        _f("ts", TimestampType(), False),
+        _f("rating", DoubleType()),
+        _f("play_seconds", DoubleType()),
+        _f("item_duration_seconds", DoubleType()),
+        *[_f(flag, IntegerType()) for flag in FLAG_NAMES],
+        _f("source_file", StringType(), False),
+        _f("source_line", LongType(), False),
+        _f("event_date", DateType(), False),
+    ]
+)
+
+ITEMS = StructType(
+    [
+        _f("item_id", StringType(), False),
+        _f("title", StringType()),
+        _f("description", StringType()),
+        _f("categories", ArrayType(StringType())),
+        _f("attributes", MapType(StringType(), StringType())),
+        _f("image_path", StringType()),
+        _f("image_vector", ArrayType(FloatType())),
+        _f("content_hash", StringType(), False),
+        _f("source_file", StringType(), False),
+        _f("updated_ds", DateType(), False),
+    ]
+)
+
+USERS = StructType(
+    [
+        _f("user_id", StringType(), False),
+        _f("attributes", MapType(StringType(), StringType())),
+        _f("content_hash", StringType(), False),
+        _f("source_file", StringType(), False),
+        _f("updated_ds", DateType(), False),
+    ]
+)
+
+QUARANTINE = StructType(
+    [
+        _f("source_table", StringType(), False),  # events | items | users
+        _f("source_file", StringType(), False),
+        _f("source_line", LongType(), False),
+        _f("raw", StringType()),
+        _f("reason", StringType(), False),
+        _f("event_date", DateType()),  # null where the row's date could not be read
+    ]
+)
+
+HISTORY_EVENT = StructType(
+    [
+        _f("ts", TimestampType(), False),
+        _f("item_id", StringType(), False),
+        _f("event_date", DateType(), False),
+        _f("rating", DoubleType()),
+        _f("play_seconds", DoubleType()),
+        _f("item_duration_seconds", DoubleType()),
+        _f("flags", IntegerType(), False),
+        _f("positive", BooleanType(), False),
+    ]
+)
+
+USER_HISTORY = StructType(
+    [
+        _f("user_id", StringType(), False),
+        _f("events", ArrayType(HISTORY_EVENT, False), False),  # sorted by (ts, item_id), last cap kept
+        _f("events_by_day", MapType(DateType(), LongType(), False), False),  # all events, incl. capped
+        _f("first_ts", TimestampType(), False),
+        _f("last_ts", TimestampType(), False),
+    ]
+)
+
+USER_FEATURES = StructType(
+    [
+        _f("user_id", StringType(), False),
+        _f("event_timestamp", TimestampType(), False),  # end of ds: when these values became true
+        _f("n_events", LongType(), False),
+        _f("n_positive", LongType(), False),
+        _f("active_days", IntegerType(), False),
+        _f("tenure_days", IntegerType(), False),
+        _f("attributes", MapType(StringType(), StringType())),
+        _f("short_item_ids", ArrayType(StringType(), False), False),
+        _f("short_ts", ArrayType(LongType(), False), False),
+        _f("short_rating", ArrayType(DoubleType(), True), False),
+        _f("short_play_seconds", ArrayType(DoubleType(), True), False),
+        _f("short_duration_seconds", ArrayType(DoubleType(), True), False),
+        _f("short_flags", ArrayType(IntegerType(), False), False),
+        _f("positive_item_ids", ArrayType(StringType(), False), False),
+        _f("positive_ts", ArrayType(LongType(), False), False),
+        _f("lifelong_item_ids", ArrayType(StringType(), False), False),
+        _f("lifelong_ts", ArrayType(LongType(), False), False),
+        _f("ds", DateType(), False),
+    ]
+)
+
+TRAINING_EXAMPLES = StructType(
+    [
+        _f("user_id", StringType(), False),
+        _f("split", StringType(), False),  # leave_one_out: train|valid|test; next_day: target
+        _f("context_item_ids", ArrayType(StringType(), False), False),
+        _f("context_ts", ArrayType(LongType(), False), False),
+        _f("target_item_id", StringType(), False),  # point-wise target (first item of the session)
+        _f("target_item_ids", ArrayType(StringType(), False), False),  # session-wise target
+        _f("target_ts", LongType(), False),
+        _f("protocol", StringType(), False),
+        _f("ds", DateType(), False),
+    ]
+)
+
+BY_TABLE = {
+    "events": EVENTS,
+    "items": ITEMS,
+    "users": USERS,
+    "quarantine": QUARANTINE,
+    "user_history": USER_HISTORY,
+    "user_features": USER_FEATURES,
+    "training_examples": TRAINING_EXAMPLES,
+}
