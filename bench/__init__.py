@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline's stages and the synthetic data they run on."""
