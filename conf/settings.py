@@ -72,7 +72,12 @@ class PositiveRule(_Frozen):
 
 
 class IngestSettings(_Frozen):
+    """Row-level constraints; a row breaking one goes to quarantine with the reason."""
+
     reject_unknown_items: bool = False
+    rating_min: float = 0.0
+    rating_max: float = 5.0
+    # play_seconds above this multiple of the item's duration is implausible (a logging bug).
     max_play_ratio: float = 20.0
 
 

@@ -1,0 +1,139 @@
+"""Ingest one day of raw files into bronze Delta tables; bad rows go to quarantine.
+
+    python -m jobs.ingest --ds 2026-10-03 [--config local] [--data DIR --format LOADER]
+
+* ``bronze.events``: the day's accepted events, partition ``event_date = ds``
+  rewritten with ``replaceWhere`` (a re-run replaces exactly that day).
+* ``bronze.items`` / ``bronze.users``: MERGE on the id; a row changes only when its
+  content hash changes, so a re-run changes nothing.
+* ``quarantine.quarantine``: every rejected raw row with its reason and source
+  file/line, inserted once (MERGE on table, file, line).
+
+The job checks its own books: raw rows in scope = accepted + quarantined, or it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from conf.settings import Settings
+from jobs import delta
+from jobs.cli import base_parser, settings_from_args, setup_logging
+from jobs.ingest_rules import (
+    accepted_events,
+    accepted_items,
+    accepted_users,
+    mark_unknown_items,
+    quarantined,
+    validate_events,
+    validate_items,
+    validate_users,
+)
+from jobs.loaders import get_loader
+from jobs.schemas import ITEMS
+
+log = logging.getLogger(__name__)
+
+
+class IngestAccountingError(RuntimeError):
+    """Raw rows did not add up to accepted + quarantined: something was lost."""
+
+
+def _reason_counts(bad: DataFrame) -> dict[str, int]:
+    # Group by the first reason's kind (text before ':') so the report stays short.
+    kind = F.regexp_extract("reason", r"^([^:;']+)", 1)
+    return {r["kind"].strip(): int(r["n"]) for r in bad.groupBy(kind.alias("kind")).agg(F.count("*").alias("n")).collect()}
+
+
+def _merge_entities(spark: SparkSession, cfg: Settings, df: DataFrame, table: str, key: str) -> None:
+    """Upsert entity rows; keep ``updated_ds`` = first day the current content was seen.
+
+    The condition makes replays in any order converge: newer content wins, and the
+    same content seen on an earlier day moves ``updated_ds`` back to that day.
+    """
+    changed = (
+        "(t.content_hash <> s.content_hash AND s.updated_ds >= t.updated_ds)"
+        " OR (t.content_hash = s.content_hash AND s.updated_ds < t.updated_ds)"
+    )
+    delta.merge_upsert(spark, df, cfg.table_path(table), keys=(key,), update_condition=changed)
+
+
+def _quarantine(spark: SparkSession, cfg: Settings, bad: DataFrame) -> None:
+    spec = cfg.table("quarantine")
+    delta.merge_upsert(spark, bad, cfg.table_path("quarantine"), keys=spec.keys, insert_only=True)
+
+
+def _ingest_entities(spark: SparkSession, cfg: Settings, ds: date, raw: DataFrame | None, table: str) -> dict:
+    if raw is None:
+        return {"raw": 0, "accepted": 0, "quarantined": 0}
+    validate, accept, key = (
+        (validate_items, accepted_items, "item_id") if table == "items" else (validate_users, accepted_users, "user_id")
+    )
+    checked = validate(raw).cache()
+    good, bad = accept(checked, ds), quarantined(checked, table)
+    counts = {"raw": checked.count(), "accepted": good.count(), "quarantined": bad.count()}
+    _merge_entities(spark, cfg, good, table, key)
+    _quarantine(spark, cfg, bad)
+    checked.unpersist()
+    return counts
+
+
+def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
+    """Ingest day ``ds``; returns the run's accounting (also written as JSON under reports)."""
+    from jobs.spark import get_spark
+
+    spark = spark or get_spark(cfg)
+    loader = get_loader(cfg.source.format)
+    root = cfg.resolve(cfg.source.path)
+    log.info("ingest ds=%s format=%s root=%s", ds, loader.name, root)
+
+    report: dict = {"ds": ds.isoformat(), "format": loader.name, "source": root}
+    report["items"] = _ingest_entities(spark, cfg, ds, loader.read_items(spark, root), "items")
+    report["users"] = _ingest_entities(spark, cfg, ds, loader.read_users(spark, root), "users")
+
+    raw = loader.read_events(spark, root, ds, cfg.source.base_date)
+    ing = cfg.ingest
+    checked = validate_events(raw, ds, ing.rating_min, ing.rating_max, ing.max_play_ratio)
+    if ing.reject_unknown_items:
+        checked = mark_unknown_items(checked, delta.read(spark, cfg.table_path("items"), ITEMS))
+    checked = checked.cache()
+    good, bad = accepted_events(checked), quarantined(checked, "events")
+    n_raw, n_good, n_bad = checked.count(), good.count(), bad.count()
+    if n_raw != n_good + n_bad:
+        raise IngestAccountingError(f"ingest ds={ds}: {n_raw} raw rows != {n_good} accepted + {n_bad} quarantined")
+    spec = cfg.table("events")
+    delta.overwrite_partition(good, cfg.table_path("events"), spec.partition_by, f"event_date = {delta.date_literal(ds)}")
+    _quarantine(spark, cfg, bad)
+    report["events"] = {"raw": n_raw, "accepted": n_good, "quarantined": n_bad, "by_reason": _reason_counts(bad)}
+    checked.unpersist()
+    log.info(
+        "ingest ds=%s events: %d raw = %d accepted + %d quarantined %s; items %s; users %s",
+        ds, n_raw, n_good, n_bad, report["events"]["by_reason"], report["items"], report["users"],
+    )  # fmt: skip
+    _write_report(cfg, ds, report)
+    return report
+
+
+def _write_report(cfg: Settings, ds: date, report: dict) -> None:
+    out = Path(cfg.resolve(cfg.reports_dir)) / "runs" / ds.isoformat() / "ingest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, sort_keys=True))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = base_parser(__doc__)
+    parser.add_argument("--ds", type=date.fromisoformat, required=True, help="day to ingest, YYYY-MM-DD")
+    args = parser.parse_args(argv)
+    setup_logging()
+    cfg = settings_from_args(args)
+    print(json.dumps(run(cfg, args.ds), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Training examples (user context as of a cutoff, target) for two protocols.
+
+    python -m jobs.training_examples --ds 2026-10-03
+
+* ``next_day`` (time split): for each user with positive feedback on ``ds``, the
+  context is their history up to the end of ``ds - 1`` and the target is the
+  session of items they engaged positively with on ``ds`` (the first is the
+  point-wise target). Training on days < D and evaluating on D never leaks.
+* ``leave_one_out`` (the benchmark protocol of SASRec/TIGER): from each user's
+  history as of the end of ``ds``, the last item is ``test``, the second to last
+  ``valid`` and the third to last ``train`` (its context + target is the whole
+  training sequence). Users with fewer than 3 events are skipped.
+
+Contexts come from ``silver.user_history`` filtered by date, which is the same
+as the latest ``gold.user_features`` row at or before the cutoff; reading the
+history keeps the job one pass (the feature store does the point-in-time join
+for the online path, see features/).
+
+Written to ``gold.training_examples`` partitioned by (protocol, ds), replaced per run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from conf.settings import Settings
+from jobs import delta
+from jobs.cli import base_parser, settings_from_args, setup_logging
+from jobs.schemas import TRAINING_EXAMPLES
+from jobs.sequences import cap_tail
+
+log = logging.getLogger(__name__)
+
+
+def _ids(arr: Column) -> Column:
+    return F.transform(arr, lambda e: e["item_id"])
+
+
+def _ts(arr: Column) -> Column:
+    return F.transform(arr, lambda e: F.unix_seconds(e["ts"]))
+
+
+def _select(df: DataFrame) -> DataFrame:
+    return df.select(*[F.col(f.name).cast(f.dataType) for f in TRAINING_EXAMPLES.fields])
+
+
+def build_next_day(history: DataFrame, ds: date, context_len: int) -> DataFrame:
+    """next_day rows for ``ds``: context before ``ds``, target = ds's positive items."""
+    day = F.lit(ds).cast("date")
+    before = cap_tail(F.filter("events", lambda e: e["event_date"] < day), context_len)
+    target = F.filter("events", lambda e: (e["event_date"] == day) & e["positive"])
+    df = history.select("user_id", before.alias("_ctx"), target.alias("_tgt")).where(F.size("_tgt") > 0)
+    return _select(
+        df.select(
+            "user_id",
+            F.lit("target").alias("split"),
+            _ids(F.col("_ctx")).alias("context_item_ids"),
+            _ts(F.col("_ctx")).alias("context_ts"),
+            F.col("_tgt")[0]["item_id"].alias("target_item_id"),
+            _ids(F.col("_tgt")).alias("target_item_ids"),
+            F.unix_seconds(F.col("_tgt")[0]["ts"]).alias("target_ts"),
+            F.lit("next_day").alias("protocol"),
+            day.alias("ds"),
+        )
+    )
+
+
+def build_leave_one_out(history: DataFrame, ds: date, context_len: int) -> DataFrame:
+    """leave_one_out rows as of the end of ``ds`` (train/valid/test per user)."""
+    day = F.lit(ds).cast("date")
+    past = F.filter("events", lambda e: e["event_date"] <= day)
+    df = history.select("user_id", past.alias("_past")).where(F.size("_past") >= 3)
+    splits = F.array(
+        *[
+            F.struct(F.lit(name).alias("split"), F.lit(offset).alias("offset"))
+            for name, offset in (("train", 3), ("valid", 2), ("test", 1))
+        ]
+    )
+    df = df.select("user_id", "_past", F.explode(splits).alias("_s"))
+    n = F.size("_past")
+    cut = n - F.col("_s.offset")  # number of events before the target
+    ctx = cap_tail(F.slice("_past", F.lit(1), cut), context_len)
+    # slice() rejects length 0, so an empty prefix is spelled out.
+    ctx = F.when(cut > 0, ctx).otherwise(F.array_compact(F.array(F.lit(None).cast(df.schema["_past"].dataType.elementType))))
+    tgt = F.element_at("_past", cut + 1)
+    return _select(
+        df.select(
+            "user_id",
+            F.col("_s.split").alias("split"),
+            _ids(ctx).alias("context_item_ids"),
+            _ts(ctx).alias("context_ts"),
+            tgt["item_id"].alias("target_item_id"),
+            F.array(tgt["item_id"]).alias("target_item_ids"),
+            F.unix_seconds(tgt["ts"]).alias("target_ts"),
+            F.lit("leave_one_out").alias("protocol"),
+            day.alias("ds"),
+        )
+    )
+
+
+BUILDERS = {"next_day": build_next_day, "leave_one_out": build_leave_one_out}
+
+
+def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
+    """Write gold.training_examples[protocol, ds] for every configured protocol."""
+    from jobs.spark import get_spark
+
+    spark = spark or get_spark(cfg)
+    history = delta.read(spark, cfg.table_path("user_history"))
+    path, spec = cfg.table_path("training_examples"), cfg.table("training_examples")
+    counts = {}
+    for protocol in cfg.training_examples.protocols:
+        rows = BUILDERS[protocol](history, ds, cfg.training_examples.context_len)
+        where = f"protocol = '{protocol}' AND ds = {delta.date_literal(ds)}"
+        delta.overwrite_partition(rows, path, spec.partition_by, where)
+        counts[protocol] = delta.read(spark, path).where(where).count()
+        log.info("training_examples ds=%s protocol=%s: %d rows", ds, protocol, counts[protocol])
+    return {"ds": ds.isoformat(), "rows": counts}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = base_parser(__doc__)
+    parser.add_argument("--ds", type=date.fromisoformat, required=True, help="cutoff day, YYYY-MM-DD")
+    args = parser.parse_args(argv)
+    setup_logging()
+    print(json.dumps(run(settings_from_args(args), args.ds), indent=2))
+
+
+if __name__ == "__main__":
+    main()
