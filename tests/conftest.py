@@ -13,6 +13,8 @@ import pytest
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="onerec-test-"))
 os.environ.setdefault("ONEREC_HOME", str(_SESSION_HOME))
 os.environ["AIRFLOW_HOME"] = str(_SESSION_HOME / "airflow")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent.parent / "dags")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 logging.getLogger("py4j").setLevel(logging.WARNING)
