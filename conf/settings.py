@@ -122,7 +122,10 @@ DEFAULT_TABLES: dict[str, TableSpec] = {
     "user_history": TableSpec(name="user_history", layer="silver", keys=("user_id",)),
     "user_features": TableSpec(name="user_features", layer="gold", partition_by=("ds",), keys=("user_id", "ds")),
     "training_examples": TableSpec(
-        name="training_examples", layer="gold", partition_by=("protocol", "ds"), keys=("protocol", "ds", "user_id", "split")
+        name="training_examples",
+        layer="gold",
+        partition_by=("protocol", "ds"),
+        keys=("protocol", "ds", "user_id", "split"),
     ),
 }
 
@@ -187,7 +190,9 @@ def load_settings(name: str | None = None, overrides: list[str] | None = None) -
     name = name or os.environ.get("ONEREC_CONFIG", "local")
     path = Path(name) if name.endswith((".yaml", ".yml")) else CONF_DIR / f"{name}.yaml"
     if not path.exists():
-        raise FileNotFoundError(f"config {path} not found (choose one of {sorted(p.stem for p in CONF_DIR.glob('*.yaml'))})")
+        raise FileNotFoundError(
+            f"config {path} not found (choose one of {sorted(p.stem for p in CONF_DIR.glob('*.yaml'))})"
+        )
     tree: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
     for key, value in sorted(os.environ.items()):
         if key.startswith("ONEREC__"):

@@ -20,7 +20,7 @@ import random
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from conf.settings import REPO_ROOT, Settings
@@ -87,7 +87,7 @@ def run_days(cfg: Settings, days: list[date], run_conf: dict) -> list[tuple[date
     results = []
     for i, day in enumerate(days, 1):
         t0 = time.time()
-        logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        logical = datetime(day.year, day.month, day.day, tzinfo=UTC)
         print(f"[{i}/{len(days)}] {DAG_ID} ds={day} ...", flush=True)
         dag_run = dag.test(logical_date=logical, run_conf=run_conf)
         state = str(getattr(dag_run, "state", "unknown"))

@@ -16,7 +16,11 @@ def base_parser(doc: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None, help="conf/<name>.yaml or a path (default $ONEREC_CONFIG or local)")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. spark.master=local[4]"
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. spark.master=local[4]",
     )
     parser.add_argument("--data", default=None, help="raw dataset folder (overrides source.path)")
     parser.add_argument("--format", default=None, help="loader name for --data (see README: canonical, movielens, ...)")

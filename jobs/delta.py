@@ -33,13 +33,7 @@ def read(spark: SparkSession, path: str, schema=None) -> DataFrame:
 
 def overwrite_partition(df: DataFrame, path: str, partition_by: Sequence[str], where: str) -> None:
     """Replace exactly the rows matching ``where`` (idempotent per partition)."""
-    (
-        df.write.format("delta")
-        .mode("overwrite")
-        .partitionBy(*partition_by)
-        .option("replaceWhere", where)
-        .save(path)
-    )
+    (df.write.format("delta").mode("overwrite").partitionBy(*partition_by).option("replaceWhere", where).save(path))
     log.info("wrote %s where %s", path, where)
 
 

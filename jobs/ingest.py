@@ -48,40 +48,68 @@ class IngestAccountingError(RuntimeError):
 def _reason_counts(bad: DataFrame) -> dict[str, int]:
     # Group by the first reason's kind (text before ':') so the report stays short.
     kind = F.regexp_extract("reason", r"^([^:;']+)", 1)
-    return {r["kind"].strip(): int(r["n"]) for r in bad.groupBy(kind.alias("kind")).agg(F.count("*").alias("n")).collect()}
+    return {
+        r["kind"].strip(): int(r["n"]) for r in bad.groupBy(kind.alias("kind")).agg(F.count("*").alias("n")).collect()
+    }
 
 
-def _merge_entities(spark: SparkSession, cfg: Settings, df: DataFrame, table: str, key: str) -> None:
+def _split_counts(checked: DataFrame) -> tuple[int, int]:
+    """(accepted, quarantined) in one Spark job."""
+    counts = {
+        r["bad"]: int(r["n"])
+        for r in checked.groupBy((F.size("reasons") > 0).alias("bad")).agg(F.count("*").alias("n")).collect()
+    }
+    return counts.get(False, 0), counts.get(True, 0)
+
+
+def _merge_entities(spark: SparkSession, cfg: Settings, df: DataFrame, table: str, key: str) -> int:
     """Upsert entity rows; keep ``updated_ds`` = first day the current content was seen.
 
-    The condition makes replays in any order converge: newer content wins, and the
-    same content seen on an earlier day moves ``updated_ds`` back to that day.
+    Only rows that are new, changed, or seen earlier than recorded go into the MERGE
+    (most days the catalogue is unchanged and no MERGE runs at all). The update
+    condition makes replays in any order converge: newer content wins, and the same
+    content seen on an earlier day moves ``updated_ds`` back to that day.
     """
-    changed = (
-        "(t.content_hash <> s.content_hash AND s.updated_ds >= t.updated_ds)"
-        " OR (t.content_hash = s.content_hash AND s.updated_ds < t.updated_ds)"
-    )
-    delta.merge_upsert(spark, df, cfg.table_path(table), keys=(key,), update_condition=changed)
+    path = cfg.table_path(table)
+    if delta.exists(spark, path):
+        current = delta.read(spark, path).select(key, "content_hash", F.col("updated_ds").alias("_seen"))
+        same = (
+            (df[key] == current[key])
+            & (df["content_hash"] == current["content_hash"])
+            & (current["_seen"] <= df["updated_ds"])
+        )
+        df = df.join(current, same, "left_anti")
+    df = df.cache()
+    n = df.count()
+    if n:
+        changed = (
+            "(t.content_hash <> s.content_hash AND s.updated_ds >= t.updated_ds)"
+            " OR (t.content_hash = s.content_hash AND s.updated_ds < t.updated_ds)"
+        )
+        delta.merge_upsert(spark, df, path, keys=(key,), update_condition=changed)
+    df.unpersist()
+    return n
 
 
-def _quarantine(spark: SparkSession, cfg: Settings, bad: DataFrame) -> None:
+def _quarantine(spark: SparkSession, cfg: Settings, bad: DataFrame, n_bad: int) -> None:
+    if n_bad == 0:
+        return
     spec = cfg.table("quarantine")
     delta.merge_upsert(spark, bad, cfg.table_path("quarantine"), keys=spec.keys, insert_only=True)
 
 
 def _ingest_entities(spark: SparkSession, cfg: Settings, ds: date, raw: DataFrame | None, table: str) -> dict:
     if raw is None:
-        return {"raw": 0, "accepted": 0, "quarantined": 0}
+        return {"raw": 0, "accepted": 0, "quarantined": 0, "merged": 0}
     validate, accept, key = (
         (validate_items, accepted_items, "item_id") if table == "items" else (validate_users, accepted_users, "user_id")
     )
     checked = validate(raw).cache()
-    good, bad = accept(checked, ds), quarantined(checked, table)
-    counts = {"raw": checked.count(), "accepted": good.count(), "quarantined": bad.count()}
-    _merge_entities(spark, cfg, good, table, key)
-    _quarantine(spark, cfg, bad)
+    n_good, n_bad = _split_counts(checked)
+    merged = _merge_entities(spark, cfg, accept(checked, ds), table, key)
+    _quarantine(spark, cfg, quarantined(checked, table), n_bad)
     checked.unpersist()
-    return counts
+    return {"raw": n_good + n_bad, "accepted": n_good, "quarantined": n_bad, "merged": merged}
 
 
 def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
@@ -104,12 +132,15 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
         checked = mark_unknown_items(checked, delta.read(spark, cfg.table_path("items"), ITEMS))
     checked = checked.cache()
     good, bad = accepted_events(checked), quarantined(checked, "events")
-    n_raw, n_good, n_bad = checked.count(), good.count(), bad.count()
+    n_raw = checked.count()
+    n_good, n_bad = _split_counts(checked)
     if n_raw != n_good + n_bad:
         raise IngestAccountingError(f"ingest ds={ds}: {n_raw} raw rows != {n_good} accepted + {n_bad} quarantined")
     spec = cfg.table("events")
-    delta.overwrite_partition(good, cfg.table_path("events"), spec.partition_by, f"event_date = {delta.date_literal(ds)}")
-    _quarantine(spark, cfg, bad)
+    delta.overwrite_partition(
+        good, cfg.table_path("events"), spec.partition_by, f"event_date = {delta.date_literal(ds)}"
+    )
+    _quarantine(spark, cfg, bad, n_bad)
     report["events"] = {"raw": n_raw, "accepted": n_good, "quarantined": n_bad, "by_reason": _reason_counts(bad)}
     checked.unpersist()
     log.info(

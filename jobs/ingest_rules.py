@@ -88,7 +88,9 @@ def validate_events(
         (~_blank(F.col("timestamp")) & F.col("ts").isNull(), F.concat(F.lit("bad timestamp: "), shown("timestamp"))),
         (
             F.col("event_date").isNotNull() & (F.col("event_date") != ds_lit),
-            F.concat(F.lit(f"event date "), F.col("event_date").cast("string"), F.lit(f" outside landing folder ds={ds}")),
+            F.concat(
+                F.lit("event date "), F.col("event_date").cast("string"), F.lit(f" outside landing folder ds={ds}")
+            ),
         ),
     ]
     for name in NUMERIC_FIELDS:
@@ -122,16 +124,16 @@ def validate_events(
     duplicate = F.concat(
         F.lit("duplicate event of "), F.col("_first_file"), F.lit(":"), F.col("_first_line").cast("string")
     )
-    return df.withColumn("reasons", F.when(clean & (F.col("_rank") > 1), F.array(duplicate)).otherwise(F.col("reasons")))
+    return df.withColumn(
+        "reasons", F.when(clean & (F.col("_rank") > 1), F.array(duplicate)).otherwise(F.col("reasons"))
+    )
 
 
 def accepted_events(validated: DataFrame) -> DataFrame:
     """Rows with no reason, in the bronze.events schema."""
     ok = validated.where(F.size("reasons") == 0)
     user, item = F.trim("user_id"), F.trim("item_id")
-    event_id = F.substring(
-        F.sha2(F.concat_ws("\u001f", user, item, F.col("ts").cast("string")), 256), 1, 32
-    )
+    event_id = F.substring(F.sha2(F.concat_ws("\u001f", user, item, F.col("ts").cast("string")), 256), 1, 32)
     cols = {
         "event_id": event_id,
         "user_id": user,
@@ -181,7 +183,9 @@ def _latest_per_key(df: DataFrame, key: str) -> DataFrame:
     last = Window.partitionBy(clean, F.col(key)).orderBy(F.col("source_file").desc(), F.col("source_line").desc())
     df = df.withColumn("_rank", F.row_number().over(last)).withColumn("_kept", F.first("source_line").over(last))
     superseded = F.concat(F.lit(f"duplicate {key}, superseded by line "), F.col("_kept").cast("string"))
-    return df.withColumn("reasons", F.when(clean & (F.col("_rank") > 1), F.array(superseded)).otherwise(F.col("reasons")))
+    return df.withColumn(
+        "reasons", F.when(clean & (F.col("_rank") > 1), F.array(superseded)).otherwise(F.col("reasons"))
+    )
 
 
 def validate_items(raw: DataFrame) -> DataFrame:
@@ -196,7 +200,10 @@ def validate_items(raw: DataFrame) -> DataFrame:
         (F.col("schema_error").isNotNull(), F.concat(F.lit("schema: "), F.col("schema_error"))),
         (_blank(F.col("item_id")), F.lit("missing item_id")),
         (~_blank(F.col("attributes")) & F.col("_attributes").isNull(), F.lit("attributes is not a JSON object")),
-        (~_blank(F.col("image_vector")) & F.col("_image_vector").isNull(), F.lit("image_vector is not a JSON array of numbers")),
+        (
+            ~_blank(F.col("image_vector")) & F.col("_image_vector").isNull(),
+            F.lit("image_vector is not a JSON array of numbers"),
+        ),
     ]
     return _latest_per_key(df.withColumn("reasons", _reason_list(df, checks)), "item_id")
 
@@ -261,4 +268,6 @@ def mark_unknown_items(validated_events: DataFrame, known_items: DataFrame) -> D
     joined = validated_events.join(known, F.trim(validated_events["item_id"]) == known["_known_item"], "left")
     unknown = (F.size("reasons") == 0) & F.col("_known_item").isNull()
     reason = F.concat(F.lit("unknown item_id '"), F.trim("item_id"), F.lit("'"))
-    return joined.withColumn("reasons", F.when(unknown, F.array(reason)).otherwise(F.col("reasons"))).drop("_known_item")
+    return joined.withColumn("reasons", F.when(unknown, F.array(reason)).otherwise(F.col("reasons"))).drop(
+        "_known_item"
+    )

@@ -106,7 +106,9 @@ def collect(cfg: Settings, ds: date) -> dict:
 
 
 def _table(rows: dict, head: tuple[str, str]) -> str:
-    body = "".join(f"<tr><td>{html.escape(str(k))}</td><td class=n>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    body = "".join(
+        f"<tr><td>{html.escape(str(k))}</td><td class=n>{html.escape(str(v))}</td></tr>" for k, v in rows.items()
+    )
     return f"<table><tr><th>{head[0]}</th><th>{head[1]}</th></tr>{body or '<tr><td colspan=2>none</td></tr>'}</table>"
 
 
@@ -126,18 +128,16 @@ def render(data: dict) -> str:
         f"<td>{html.escape(e['reason'])}</td></tr>"
         for e in data["quarantine_examples"]
     )
-    accounting = (
-        f"{ingest.get('raw', '?')} raw rows = {ingest.get('accepted', '?')} accepted + {ingest.get('quarantined', '?')} quarantined"
-    )
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>onerec_daily {data['ds']}</title>
+    accounting = f"{ingest.get('raw', '?')} raw rows = {ingest.get('accepted', '?')} accepted + {ingest.get('quarantined', '?')} quarantined"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>onerec_daily {data["ds"]}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:.5em 0 1.5em}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} td.n{{text-align:right}} img{{max-width:100%}}</style></head>
-<body><h1>onerec_daily — {data['ds']}</h1>
+<body><h1>onerec_daily — {data["ds"]}</h1>
 <h2>Ingest</h2><p id="accounting">{html.escape(accounting)}</p>
-<h2>Tables</h2>{_table(data['tables'], ('table', 'rows'))}
-<h2>Quarantine by reason (this day and undated)</h2>{_table(data['quarantine_by_reason'], ('reason', 'rows'))}
+<h2>Tables</h2>{_table(data["tables"], ("table", "rows"))}
+<h2>Quarantine by reason (this day and undated)</h2>{_table(data["quarantine_by_reason"], ("reason", "rows"))}
 <table><tr><th>table</th><th>source</th><th>reason</th></tr>{examples}</table>
-<h2>Data quality</h2>{_table(validation, ('table', 'result'))}
+<h2>Data quality</h2>{_table(validation, ("table", "result"))}
 <h2>Plots</h2>{imgs}
 </body></html>"""
 

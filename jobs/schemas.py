@@ -82,24 +82,26 @@ QUARANTINE = StructType(
     ]
 )
 
+# Fields nested in arrays are nullable: Spark cannot cast nested nullability away,
+# and rows read back from Delta come with nullable nested fields.
 HISTORY_EVENT = StructType(
     [
-        _f("ts", TimestampType(), False),
-        _f("item_id", StringType(), False),
-        _f("event_date", DateType(), False),
+        _f("ts", TimestampType()),
+        _f("item_id", StringType()),
+        _f("event_date", DateType()),
         _f("rating", DoubleType()),
         _f("play_seconds", DoubleType()),
         _f("item_duration_seconds", DoubleType()),
-        _f("flags", IntegerType(), False),
-        _f("positive", BooleanType(), False),
+        _f("flags", IntegerType()),
+        _f("positive", BooleanType()),
     ]
 )
 
 USER_HISTORY = StructType(
     [
         _f("user_id", StringType(), False),
-        _f("events", ArrayType(HISTORY_EVENT, False), False),  # sorted by (ts, item_id), last cap kept
-        _f("events_by_day", MapType(DateType(), LongType(), False), False),  # all events, incl. capped
+        _f("events", ArrayType(HISTORY_EVENT), False),  # sorted by (ts, item_id), last cap kept
+        _f("events_by_day", MapType(DateType(), LongType()), False),  # all events, incl. capped
         _f("first_ts", TimestampType(), False),
         _f("last_ts", TimestampType(), False),
     ]
@@ -114,16 +116,16 @@ USER_FEATURES = StructType(
         _f("active_days", IntegerType(), False),
         _f("tenure_days", IntegerType(), False),
         _f("attributes", MapType(StringType(), StringType())),
-        _f("short_item_ids", ArrayType(StringType(), False), False),
-        _f("short_ts", ArrayType(LongType(), False), False),
+        _f("short_item_ids", ArrayType(StringType()), False),
+        _f("short_ts", ArrayType(LongType()), False),
         _f("short_rating", ArrayType(DoubleType(), True), False),
         _f("short_play_seconds", ArrayType(DoubleType(), True), False),
         _f("short_duration_seconds", ArrayType(DoubleType(), True), False),
-        _f("short_flags", ArrayType(IntegerType(), False), False),
-        _f("positive_item_ids", ArrayType(StringType(), False), False),
-        _f("positive_ts", ArrayType(LongType(), False), False),
-        _f("lifelong_item_ids", ArrayType(StringType(), False), False),
-        _f("lifelong_ts", ArrayType(LongType(), False), False),
+        _f("short_flags", ArrayType(IntegerType()), False),
+        _f("positive_item_ids", ArrayType(StringType()), False),
+        _f("positive_ts", ArrayType(LongType()), False),
+        _f("lifelong_item_ids", ArrayType(StringType()), False),
+        _f("lifelong_ts", ArrayType(LongType()), False),
         _f("ds", DateType(), False),
     ]
 )
@@ -132,10 +134,10 @@ TRAINING_EXAMPLES = StructType(
     [
         _f("user_id", StringType(), False),
         _f("split", StringType(), False),  # leave_one_out: train|valid|test; next_day: target
-        _f("context_item_ids", ArrayType(StringType(), False), False),
-        _f("context_ts", ArrayType(LongType(), False), False),
+        _f("context_item_ids", ArrayType(StringType()), False),
+        _f("context_ts", ArrayType(LongType()), False),
         _f("target_item_id", StringType(), False),  # point-wise target (first item of the session)
-        _f("target_item_ids", ArrayType(StringType(), False), False),  # session-wise target
+        _f("target_item_ids", ArrayType(StringType()), False),  # session-wise target
         _f("target_ts", LongType(), False),
         _f("protocol", StringType(), False),
         _f("ds", DateType(), False),

@@ -100,7 +100,9 @@ def build_history_full(events: DataFrame, rule: PositiveRule, cap: int) -> DataF
     """Full rebuild of user_history from all events (the reference the MERGE must equal)."""
     hist = with_history_event(events, rule)
     per_day = hist.groupBy("user_id", "event_date").agg(F.count("*").alias("n"))
-    by_day = per_day.groupBy("user_id").agg(F.map_from_entries(F.collect_list(F.struct("event_date", "n"))).alias("events_by_day"))
+    by_day = per_day.groupBy("user_id").agg(
+        F.map_from_entries(F.collect_list(F.struct("event_date", "n"))).alias("events_by_day")
+    )
     seqs = hist.groupBy("user_id").agg(F.sort_array(F.collect_list("ev")).alias("events"))
     out = seqs.join(by_day, "user_id").select(
         "user_id",
@@ -120,7 +122,9 @@ def merge_history_sql(ds: date, cap: int) -> dict[str, str]:
     """
     day = delta.date_literal(ds)
     merged = f"sort_array(concat(filter(t.events, e -> e.event_date != {day}), s.events))"
-    capped = f"CASE WHEN size({merged}) > {cap} THEN slice({merged}, size({merged}) - {cap} + 1, {cap}) ELSE {merged} END"
+    capped = (
+        f"CASE WHEN size({merged}) > {cap} THEN slice({merged}, size({merged}) - {cap} + 1, {cap}) ELSE {merged} END"
+    )
     return {
         "events": capped,
         "events_by_day": f"map_concat(map_filter(t.events_by_day, (k, v) -> k != {day}), s.events_by_day)",
@@ -216,7 +220,9 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, full_rebuild
     users = delta.read(spark, cfg.table_path("users"), USERS)
     features = build_user_features(history, users, ds, seq.short_term_len, seq.positive_len, seq.lifelong_cap)
     spec = cfg.table("user_features")
-    delta.overwrite_partition(features, cfg.table_path("user_features"), spec.partition_by, f"ds = {delta.date_literal(ds)}")
+    delta.overwrite_partition(
+        features, cfg.table_path("user_features"), spec.partition_by, f"ds = {delta.date_literal(ds)}"
+    )
     batch.unpersist()
     report = {"ds": ds.isoformat(), "active_users": n_users, "full_rebuild": full_rebuild}
     log.info("sequences ds=%s: %d active users merged into %s; wrote user_features[%s]", ds, n_users, hist_path, ds)

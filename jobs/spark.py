@@ -47,6 +47,9 @@ def get_spark(cfg: Settings):  # -> pyspark.sql.SparkSession
         # which keeps the daily sequence update proportional to the day's events.
         .config("spark.databricks.delta.properties.defaults.enableDeletionVectors", "true")
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+        # Delta replays its log with 50 partitions by default: pure overhead on small tables.
+        .config("spark.databricks.delta.snapshotPartitions", str(max(1, cfg.spark.shuffle_partitions)))
+        .config("spark.default.parallelism", str(max(1, cfg.spark.shuffle_partitions)))
     )
     for key, value in cfg.spark.extra_conf.items():
         builder = builder.config(key, value)

@@ -86,7 +86,9 @@ def build_leave_one_out(history: DataFrame, ds: date, context_len: int) -> DataF
     cut = n - F.col("_s.offset")  # number of events before the target
     ctx = cap_tail(F.slice("_past", F.lit(1), cut), context_len)
     # slice() rejects length 0, so an empty prefix is spelled out.
-    ctx = F.when(cut > 0, ctx).otherwise(F.array_compact(F.array(F.lit(None).cast(df.schema["_past"].dataType.elementType))))
+    ctx = F.when(cut > 0, ctx).otherwise(
+        F.array_compact(F.array(F.lit(None).cast(df.schema["_past"].dataType.elementType)))
+    )
     tgt = F.element_at("_past", cut + 1)
     return _select(
         df.select(

@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from jobs.ingest_rules import accepted_events, quarantined, validate_events, validate_items, accepted_items
+from jobs.ingest_rules import accepted_events, accepted_items, quarantined, validate_events, validate_items
 from jobs.raw_contract import INTERACTION_FIELDS, ITEM_FIELDS, raw_schema
 
 DS = date(2026, 10, 3)

@@ -1,14 +1,14 @@
 """Sequences: incremental MERGE in any day order equals a full rebuild; features as of ds."""
 
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from conf.settings import PositiveRule
 from jobs import delta
-from jobs.schemas import EVENTS, USERS
+from jobs.schemas import EVENTS
 from jobs.sequences import build_day_batch, build_history_full, build_user_features, merge_day
 
 START = date(2026, 10, 1)
@@ -22,11 +22,27 @@ def _events(spark, n_days=5, seed=3):
         day = START + timedelta(days=d)
         for user in range(6):
             for k in range(rng.randint(0, 4)):
-                ts = datetime(day.year, day.month, day.day, 8 + k, rng.randint(0, 59), tzinfo=timezone.utc)
+                ts = datetime(day.year, day.month, day.day, 8 + k, rng.randint(0, 59), tzinfo=UTC)
                 item = f"i{rng.randint(0, 9)}"
                 rating = float(rng.randint(1, 5))
                 rows.append(
-                    (f"{user}-{d}-{k}", f"u{user}", item, ts, rating, 30.0, 60.0, rng.randint(0, 1), 0, 0, 0, 0, "f", 1, day)
+                    (
+                        f"{user}-{d}-{k}",
+                        f"u{user}",
+                        item,
+                        ts,
+                        rating,
+                        30.0,
+                        60.0,
+                        rng.randint(0, 1),
+                        0,
+                        0,
+                        0,
+                        0,
+                        "f",
+                        1,
+                        day,
+                    )
                 )
     return spark.createDataFrame(rows, EVENTS)
 
@@ -66,10 +82,14 @@ def test_features_as_of_ds_ignore_later_events_and_cap_sequences(spark):
     users = spark.createDataFrame([("u1", {"age": "30"})], "user_id string, attributes map<string,string>")
     ds = START + timedelta(days=2)
     feats = build_user_features(history, users, ds, 3, 2, 1000).collect()
-    expected_users = {r.user_id for r in events.where(F.col("event_date") <= F.lit(ds)).select("user_id").distinct().collect()}
+    expected_users = {
+        r.user_id for r in events.where(F.col("event_date") <= F.lit(ds)).select("user_id").distinct().collect()
+    }
     assert {r.user_id for r in feats} == expected_users
     for row in feats:
-        past = events.where((F.col("user_id") == row.user_id) & (F.col("event_date") <= F.lit(ds))).orderBy("ts", "item_id")
+        past = events.where((F.col("user_id") == row.user_id) & (F.col("event_date") <= F.lit(ds))).orderBy(
+            "ts", "item_id"
+        )
         past_items = [r.item_id for r in past.collect()]
         assert row.n_events == len(past_items)
         assert row.lifelong_item_ids == past_items
