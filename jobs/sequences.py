@@ -101,7 +101,7 @@ def build_history_full(events: DataFrame, rule: PositiveRule, cap: int) -> DataF
     hist = with_history_event(events, rule)
     per_day = hist.groupBy("user_id", "event_date").agg(F.count("*").alias("n"))
     by_day = per_day.groupBy("user_id").agg(
-        F.map_from_entries(F.collect_list(F.struct("event_date", "n"))).alias("events_by_day")
+        F.map_from_entries(F.array_sort(F.collect_list(F.struct("event_date", "n")))).alias("events_by_day")
     )
     seqs = hist.groupBy("user_id").agg(F.sort_array(F.collect_list("ev")).alias("events"))
     out = seqs.join(by_day, "user_id").select(
@@ -127,7 +127,11 @@ def merge_history_sql(ds: date, cap: int) -> dict[str, str]:
     )
     return {
         "events": capped,
-        "events_by_day": f"map_concat(map_filter(t.events_by_day, (k, v) -> k != {day}), s.events_by_day)",
+        # Entries sorted by day so the same content is always the same map.
+        "events_by_day": (
+            f"map_from_entries(array_sort(map_entries(map_concat("
+            f"map_filter(t.events_by_day, (k, v) -> k != {day}), s.events_by_day))))"
+        ),
         "first_ts": "least(t.first_ts, s.first_ts)",
         "last_ts": "greatest(t.last_ts, s.last_ts)",
     }

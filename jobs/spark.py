@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 from conf.settings import Settings
@@ -24,6 +25,9 @@ def get_spark(cfg: Settings):  # -> pyspark.sql.SparkSession
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    # Python workers must be this interpreter (the venv's pandas/pyarrow/torch), not
+    # whatever `python3` is first on PATH. A cluster sets its own in extra_conf.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     home = cfg.home_path
     local_dir = home / "spark" / "tmp"
     local_dir.mkdir(parents=True, exist_ok=True)
