@@ -89,7 +89,9 @@ def validate_events(
         (
             F.col("event_date").isNotNull() & (F.col("event_date") != ds_lit),
             F.concat(
-                F.lit("event date "), F.col("event_date").cast("string"), F.lit(f" outside landing folder ds={ds}")
+                F.lit("outside landing day: event date "),
+                F.col("event_date").cast("string"),
+                F.lit(f" in folder ds={ds}"),
             ),
         ),
     ]
@@ -122,7 +124,7 @@ def validate_events(
         .withColumn("_first_line", F.first("source_line").over(first))
     )
     duplicate = F.concat(
-        F.lit("duplicate event of "), F.col("_first_file"), F.lit(":"), F.col("_first_line").cast("string")
+        F.lit("duplicate event: first seen at "), F.col("_first_file"), F.lit(":"), F.col("_first_line").cast("string")
     )
     return df.withColumn(
         "reasons", F.when(clean & (F.col("_rank") > 1), F.array(duplicate)).otherwise(F.col("reasons"))
@@ -182,7 +184,7 @@ def _latest_per_key(df: DataFrame, key: str) -> DataFrame:
     clean = F.size("reasons") == 0
     last = Window.partitionBy(clean, F.col(key)).orderBy(F.col("source_file").desc(), F.col("source_line").desc())
     df = df.withColumn("_rank", F.row_number().over(last)).withColumn("_kept", F.first("source_line").over(last))
-    superseded = F.concat(F.lit(f"duplicate {key}, superseded by line "), F.col("_kept").cast("string"))
+    superseded = F.concat(F.lit(f"duplicate {key}: superseded by line "), F.col("_kept").cast("string"))
     return df.withColumn(
         "reasons", F.when(clean & (F.col("_rank") > 1), F.array(superseded)).otherwise(F.col("reasons"))
     )

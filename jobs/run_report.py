@@ -73,7 +73,10 @@ def collect(cfg: Settings, ds: date) -> dict:
         for r in events.where(F.col("event_date") <= day).groupBy("event_date").count().orderBy("event_date").collect()
     ]
     quarantine = delta.read(spark, cfg.table_path("quarantine"))
-    q_day = quarantine.where((F.col("event_date") == day) | F.col("event_date").isNull())
+    # This day's rows: dated ds, from its landing folder, or undated rows of whole-file sources.
+    landing = F.col("source_file").contains(f"/ds={ds.isoformat()}/")
+    undated = F.col("event_date").isNull() & ~F.col("source_file").contains("/ds=")
+    q_day = quarantine.where((F.col("event_date") == day) | landing | undated)
     kind = F.regexp_extract("reason", r"^([^:;']+)", 1)
     data["quarantine_by_reason"] = {
         f"{r.source_table}: {r.kind.strip()}": int(r["count"])
@@ -135,7 +138,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} td.n{{text-align:
 <body><h1>onerec_daily — {data["ds"]}</h1>
 <h2>Ingest</h2><p id="accounting">{html.escape(accounting)}</p>
 <h2>Tables</h2>{_table(data["tables"], ("table", "rows"))}
-<h2>Quarantine by reason (this day and undated)</h2>{_table(data["quarantine_by_reason"], ("reason", "rows"))}
+<h2>Quarantine by reason (this day)</h2>{_table(data["quarantine_by_reason"], ("reason", "rows"))}
 <table><tr><th>table</th><th>source</th><th>reason</th></tr>{examples}</table>
 <h2>Data quality</h2>{_table(validation, ("table", "result"))}
 <h2>Plots</h2>{imgs}

@@ -48,9 +48,9 @@ def test_every_bad_class_is_quarantined_with_a_reason(spark):
     assert "rating outside [0, 5]" in bad[7]
     assert "bad number: rating='abc'" in bad[8]
     assert "bad flag: like='maybe'" in bad[9]
-    assert "outside landing folder" in bad[10]
+    assert bad[10] == "outside landing day: event date 2026-10-02 in folder ds=2026-10-03"
     assert bad[11].startswith("schema: line has 2 fields")
-    assert bad[12] == f"duplicate event of {LANDING}:2"
+    assert bad[12] == f"duplicate event: first seen at {LANDING}:2"
     assert good[14].like == 1 and good[13].ts == good[14].ts
     assert good[2].event_id != good[13].event_id
 
@@ -89,4 +89,4 @@ def test_items_parse_categories_attributes_and_supersede_duplicates(spark):
     assert good["i1"].title == "newer" and good["i1"].categories == ["a"]
     assert good["i2"].categories == ["a", "b", "c"]
     assert good["i3"].categories == ["Tools", "Electrical"]
-    assert bad == {1: "duplicate item_id, superseded by line 5", 4: "attributes is not a JSON object"}
+    assert bad == {1: "duplicate item_id: superseded by line 5", 4: "attributes is not a JSON object"}
