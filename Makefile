@@ -26,8 +26,8 @@ help:  ## list targets
 $(VENV)/.ok: requirements.txt
 	@echo "creating $(VENV) (first time only: several GB, a few minutes)"
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q uv
-	$(VENV)/bin/uv pip install --python $(PY) -r requirements.txt
+	$(PY) -m pip install -q uv
+	$(PY) -m uv pip install --python $(PY) -r requirements.txt
 	touch $@
 
 venv: $(VENV)/.ok  ## create the virtual environment
@@ -42,7 +42,7 @@ test: venv  ## run the whole test suite
 	$(PY) -m pytest -q tests
 
 lint: venv  ## ruff
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 bench-sequences: venv  ## full rebuild vs incremental, Spark vs DuckDB
 	$(PY) -m bench.sequences
