@@ -1,0 +1,343 @@
+"""Train a OneRec generator (either architecture) or SASRec on leave-one-out data.
+
+    python -m models.train --model onerec --data Beauty.txt --preset small --device cuda --dtype bf16
+    python -m models.train --model sasrec --data var/lake/gold/training_examples --ds 2025-01-31 --steps 5000
+    torchrun --nproc_per_node 8 -m models.train --model onerec ...      # DDP, one process per GPU
+
+AdamW (decay on matrices only), linear warmup then cosine decay, gradient clipping, bf16
+autocast on CUDA; periodic validation picks the best checkpoint on the *valid* split only, and
+the test split is scored once, at the end, with that checkpoint. ``--resume`` continues a
+killed run from ``<out>/last`` (model, optimizer, step, RNG states, best metric); the data order
+is a function of (seed, epoch), so a resumed run sees the batches it would have seen.
+Outputs in ``--out``: ``last/``, ``best/`` (see checkpoint.py), ``train_log.jsonl``,
+``metrics.json``, and ``item_codes.npy`` when the semantic IDs were derived here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from models import checkpoint, data, evaluate, flops
+from models.beam import SemanticIdTrie
+from models.config import OneRecConfig, SASRecConfig, TrainConfig, preset
+from models.moe import update_moe_biases
+from models.onerec import build
+from models.sasrec import SASRec
+
+SELECT_BY = "ndcg@10"  # validation metric for best-checkpoint selection
+
+
+class SASRecTask:
+    """Batches, FLOPs and evaluation for SASRec."""
+
+    def __init__(self, loo: data.LeaveOneOut, cfg: SASRecConfig, tc: TrainConfig) -> None:
+        self.loo, self.cfg, self.tc = loo, cfg, tc
+        self.windows = data.sasrec_windows(loo.train, cfg.max_len)
+        self.n_examples = len(self.windows)
+
+    def batch(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        return data.sasrec_batch(self.windows, idx)
+
+    def tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        return int((batch["target"] > 0).sum())
+
+    def flops(self, batch: dict[str, torch.Tensor]) -> float:
+        b, t = batch["input"].shape
+        return flops.train_flops(b * flops.sasrec_forward_flops(self.cfg, t, self.tokens(batch) / b))
+
+    def evaluate(self, model: nn.Module, split: str, limit: int | None = None) -> dict[str, Any]:
+        ctx, target = getattr(self.loo, split), getattr(self.loo, f"{split}_target")
+        if limit:
+            ctx = data.Ragged(ctx.values[: ctx.offsets[limit]], ctx.offsets[: limit + 1], None)
+            target = target[:limit]
+        return evaluate.evaluate_sasrec(model, ctx, target, self.tc.eval_batch_size, self.tc.device)
+
+
+class OneRecTask:
+    """Batches, FLOPs and beam-search evaluation for a generator."""
+
+    def __init__(self, loo: data.LeaveOneOut, cfg: OneRecConfig, tc: TrainConfig, codes: np.ndarray) -> None:
+        self.loo, self.cfg, self.tc, self.codes = loo, cfg, tc, codes
+        self.trie = SemanticIdTrie.from_item_codes(codes, cfg.level_sizes)
+        self.train = data.training_examples(loo, cfg)
+        self.n_examples = len(self.train)
+
+    def batch(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        return data.onerec_batch(self.train, idx, self.cfg, self.codes)
+
+    def tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["target_codes"].numel()
+
+    def flops(self, batch: dict[str, torch.Tensor]) -> float:
+        return flops.train_flops(len(batch["target_codes"]) * flops.onerec_forward_flops(self.cfg))
+
+    def evaluate(self, model: nn.Module, split: str, limit: int | None = None) -> dict[str, Any]:
+        ex = data.eval_examples(self.loo, split, self.cfg)
+        if limit:
+            ex = dataclasses.replace(ex, rows=ex.rows[:limit], ends=ex.ends[:limit], targets=ex.targets[:limit],
+                                     users=ex.users[:limit])  # fmt: skip
+        return evaluate.evaluate_onerec(model, ex, self.codes, self.trie, self.tc.beam_size,
+                                        self.tc.eval_batch_size, self.tc.device)  # fmt: skip
+
+
+def configure_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices and embeddings only (nanoGPT), never on norms or biases."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": tc.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]  # fmt: skip
+    fused = torch.device(tc.device).type == "cuda"
+    return torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.98), fused=fused)
+
+
+def lr_at(step: int, tc: TrainConfig, total: int) -> float:
+    """Linear warmup to ``lr``, then cosine to ``lr * min_lr_ratio`` at ``total`` steps."""
+    if step < tc.warmup_steps:
+        return tc.lr * (step + 1) / tc.warmup_steps
+    progress = min(1.0, (step - tc.warmup_steps) / max(1, total - tc.warmup_steps))
+    return tc.lr * (tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(model: nn.Module, task: Any, tc: TrainConfig, model_config: Any, versions: dict[str, Any],
+          rank: int = 0, world: int = 1, stop_after: int | None = None, eval_limit: int | None = None) -> dict:  # fmt: skip
+    """The loop. Returns the final metrics (also written to ``<out>/metrics.json`` by rank 0)."""
+    out, device = Path(tc.out_dir), torch.device(tc.device)
+    opt = configure_optimizer(model, tc)
+    step, best, best_valid = 0, -math.inf, {}
+    if tc.resume and (out / "last" / checkpoint.CONFIG_FILE).exists():
+        manifest = checkpoint.load(out / "last", model, opt, restore_rng=True)
+        step, best, best_valid = manifest["step"], manifest["best_metric"] or -math.inf, manifest["metrics"]
+        if world > 1:  # one saved RNG stream: give each rank its own again
+            torch.manual_seed(tc.seed + 1000 * rank + step)
+    ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False, find_unused_parameters=True) \
+        if world > 1 else model  # fmt: skip
+    sampler = DistributedSampler(range(task.n_examples), world, rank, shuffle=True, seed=tc.seed, drop_last=True)
+    per_epoch = len(sampler) // tc.batch_size
+    if per_epoch < 1:
+        raise ValueError(f"{task.n_examples} examples: fewer than one batch of {tc.batch_size} per rank")
+    total = tc.epochs * per_epoch if tc.epochs else tc.steps
+    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" and tc.dtype == "bf16" \
+        else contextlib.nullcontext()  # fmt: skip
+    peak = flops.device_peak_flops(device, tc.dtype)
+    log_file = out / "train_log.jsonl"
+    bar = tqdm(total=total, initial=step, disable=rank != 0, dynamic_ncols=True)
+    window = {"loss": 0.0, "n": 0, "tokens": 0, "flops": 0.0, "t0": time.perf_counter()}
+    start_wall, last_log = time.perf_counter(), {}
+    model.train()
+    while step < total and (stop_after is None or step < stop_after):
+        epoch, offset = divmod(step, per_epoch)
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        for b in range(offset, per_epoch):
+            batch = task.batch(order[b * tc.batch_size : (b + 1) * tc.batch_size])
+            window["tokens"] += task.tokens(batch)
+            window["flops"] += task.flops(batch)
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, tc, total)
+            with autocast:
+                loss, _ = ddp(batch)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            moe = update_moe_biases(model)
+            step += 1
+            window["loss"] += float(loss.detach())  # syncs the device: timings below are real
+            window["n"] += 1
+            if rank == 0 and (step % tc.log_every == 0 or step == total):
+                seconds = time.perf_counter() - window["t0"]
+                achieved = flops.mfu(window["flops"] / seconds, peak)
+                last_log = {"step": step, "loss": window["loss"] / window["n"], "lr": opt.param_groups[0]["lr"],
+                            "grad_norm": float(grad_norm), "tokens_per_s": window["tokens"] / seconds,
+                            "mfu": achieved, **moe}  # fmt: skip
+                with open(log_file, "a") as f:
+                    f.write(json.dumps(last_log) + "\n")
+                bar.set_postfix(loss=f"{last_log['loss']:.4f}", tok_s=f"{last_log['tokens_per_s']:.0f}",
+                                mfu="n/a" if achieved is None else f"{100 * achieved:.1f}%")  # fmt: skip
+                window = {"loss": 0.0, "n": 0, "tokens": 0, "flops": 0.0, "t0": time.perf_counter()}
+            bar.update(1)
+            if step % tc.eval_every == 0 or step % tc.ckpt_every == 0 or step == total:
+                best, best_valid = _evaluate_and_save(model, opt, task, tc, model_config, versions, step, best,
+                                                      best_valid, rank, world, autocast, eval_limit, step == total)  # fmt: skip
+            if step >= total or (stop_after is not None and step >= stop_after):
+                break
+    bar.close()
+    if step < total:  # stopped early on purpose (tests): like a kill, leave the checkpoints as they are
+        return {"stopped_at": step}
+    return _finish(model, task, tc, versions, best_valid, last_log, rank, autocast, time.perf_counter() - start_wall)
+
+
+def _evaluate_and_save(model, opt, task, tc, model_config, versions, step, best, best_valid, rank, world,
+                       autocast, eval_limit, final):  # fmt: skip
+    """Rank 0 validates (on ``eval_every``), keeps ``best/`` by ``SELECT_BY`` and refreshes ``last/``."""
+    out = Path(tc.out_dir)
+    if rank == 0:
+        if step % tc.eval_every == 0 or final:
+            with autocast:
+                valid = task.evaluate(model, "valid", eval_limit)
+            with open(out / "train_log.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, "valid": valid}) + "\n")
+            if valid[SELECT_BY] > best:
+                best, best_valid = valid[SELECT_BY], {**valid, "step": step}
+                checkpoint.save(out / "best", model, model_config=model_config, train_config=tc, step=step,
+                                metrics=best_valid, best_metric=best, versions=versions, rng=False)  # fmt: skip
+        checkpoint.save(out / "last", model, model_config=model_config, optimizer=opt, train_config=tc, step=step,
+                        metrics=best_valid, best_metric=best, versions=versions)  # fmt: skip
+    if world > 1:
+        dist.barrier()
+    return best, best_valid
+
+
+def _finish(model, task, tc, versions, best_valid, last_log, rank, autocast, wall_s) -> dict:
+    """Score the test split once, with the best-on-valid weights; write ``metrics.json``."""
+    out = Path(tc.out_dir)
+    if rank != 0:
+        return {}
+    if (out / "best" / checkpoint.CONFIG_FILE).exists():
+        checkpoint.load(out / "best", model)
+    with autocast:
+        test = task.evaluate(model, "test")
+    result = {"valid": best_valid, "test": test, "train": {**last_log, "wall_s": wall_s}, "versions": versions,
+              "selected_by": f"valid {SELECT_BY}"}  # fmt: skip
+    evaluate.write_metrics(out / "metrics.json", result)
+    return result
+
+
+def load_data(path: str | Path, ds: str | None = None) -> tuple[data.LeaveOneOut, str]:
+    """A Beauty-style text file, or a ``gold.training_examples`` table (Delta, else parquet) -> data, version."""
+    path = Path(path)
+    if path.is_file():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        return data.leave_one_out(data.read_amazon_sequences(path)), f"{path.name}@sha256:{digest}"
+    filters = [("protocol", "=", "leave_one_out")]
+    if (path / "_delta_log").is_dir():  # read through the Delta log, never the raw parquet files
+        from deltalake import DeltaTable
+
+        table = DeltaTable(str(path))
+        version = f"delta:{path.name}@v{table.version()}"
+        arrow = table.to_pyarrow_table()
+    else:
+        import pyarrow.parquet as pq
+
+        arrow, version = pq.read_table(path, filters=filters), f"parquet:{path.name}"
+    df = arrow.to_pandas()
+    if "ds" in df.columns:
+        days = sorted({str(d) for d in df["ds"]})
+        if ds is None and len(days) > 1:
+            raise ValueError(f"{path} holds days {days[0]}..{days[-1]}: pick one with --ds (never 'latest')")
+        df = df[df["ds"].astype(str) == (ds or days[0])]
+        version += f" ds={ds or days[0]}"
+    return data.from_training_examples(df), version
+
+
+def item_codes(codes_path: str | None, loo: data.LeaveOneOut, cfg: OneRecConfig, out: Path, rank: int,
+               world: int) -> tuple[np.ndarray, int, int, str]:  # fmt: skip
+    """``(codes (n_items + 1, L + 1), K, dedup size, version)``: from ``--codes`` (an .npy whose last
+    column is the dedup level) or derived from the training sequences once and kept in ``out``."""
+    path = Path(codes_path) if codes_path else out / "item_codes.npy"
+    if not codes_path and rank == 0 and not path.exists():
+        codes, _, _ = data.collaborative_codes(loo.train, loo.n_items, cfg.levels, cfg.codes_per_level, seed=0)
+        np.save(path, codes)
+    if world > 1:
+        dist.barrier()
+    codes = np.load(path, allow_pickle=False).astype(np.int64)
+    if codes.shape[0] != loo.n_items + 1:
+        raise ValueError(f"{path}: {codes.shape[0]} rows, expected n_items + 1 = {loo.n_items + 1}")
+    version = f"{path.name}@sha256:{hashlib.sha256(codes.tobytes()).hexdigest()[:16]}"
+    return codes, int(codes[:, :-1].max()) + 1, int(codes[:, -1].max()) + 1, version
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=["onerec", "sasrec"], required=True)
+    p.add_argument("--data", required=True, help="Amazon sequence file or gold.training_examples table dir")
+    p.add_argument("--ds", help="day of the table partition to train on")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--architecture", choices=["encoder_decoder", "lazy_decoder"])
+    p.add_argument("--loss", choices=["ce", "bce"], help="SASRec loss (default: the preset's)")
+    p.add_argument("--codes", help=".npy semantic IDs (n_items + 1, L + 1); default: derived from behaviour")
+    p.add_argument("--out", help="output dir (default: the preset's out_dir)")
+    p.add_argument("--eval-users", type=int, help="validate on the first N users only (test always uses all)")
+    p.add_argument("--stop-after", type=int, help="stop after this step without finishing (simulates a kill)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    for name, kind in (
+        ("steps", int),
+        ("epochs", int),
+        ("batch-size", int),
+        ("lr", float),
+        ("eval-every", int),
+        ("ckpt-every", int),
+        ("beam-size", int),
+        ("seed", int),
+        ("device", str),
+        ("dtype", str),
+    ):
+        p.add_argument(f"--{name}", type=kind)  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last if it exists")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    p = preset(args.preset)
+    keys = ("steps", "epochs", "batch_size", "lr", "eval_every", "ckpt_every", "beam_size", "seed", "device", "dtype")
+    overrides = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    tc = dataclasses.replace(p.train, **overrides, resume=args.resume, out_dir=args.out or p.train.out_dir)
+    if world > 1:
+        dist.init_process_group("nccl" if tc.device.startswith("cuda") else "gloo")
+        if tc.device.startswith("cuda"):
+            tc = dataclasses.replace(tc, device=f"cuda:{local}")
+            torch.cuda.set_device(local)
+    if torch.device(tc.device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    out = Path(tc.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loo, data_version = load_data(args.data, args.ds)
+    random.seed(tc.seed)
+    np.random.seed(tc.seed)
+    torch.manual_seed(tc.seed)  # same initial weights on every rank
+    if args.model == "sasrec":
+        cfg: Any = dataclasses.replace(p.sasrec, n_items=loo.n_items, loss=args.loss or p.sasrec.loss)
+        model, task, versions = SASRec(cfg), SASRecTask(loo, cfg, tc), {"data": data_version}
+    else:
+        codes, k, dedup, codes_version = item_codes(args.codes, loo, p.onerec, out, rank, world)
+        cfg = dataclasses.replace(p.onerec, n_items=loo.n_items, levels=codes.shape[1] - 1, codes_per_level=k,
+                                  dedup_codes=dedup, architecture=args.architecture or p.onerec.architecture)  # fmt: skip
+        model, task = build(cfg, codes), OneRecTask(loo, cfg, tc, codes)
+        versions = {"data": data_version, "codebook": codes_version}
+    torch.manual_seed(tc.seed + rank)  # different dropout masks per rank
+    model.to(tc.device)
+    if rank == 0:
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"{type(model).__name__}: {n_params / 1e6:.2f}M parameters, {task.n_examples} training examples")
+    result = train(model, task, tc, cfg, versions, rank, world, args.stop_after, args.eval_users)
+    if rank == 0 and "test" in result:
+        print(json.dumps({"valid": result["valid"], "test": result["test"]}, indent=2))
+    if world > 1:
+        dist.destroy_process_group()
+    return result
+
+
+if __name__ == "__main__":
+    main()
