@@ -10,6 +10,8 @@ export ONEREC_HOME ?= $(CURDIR)/var
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# Some shells set this; it makes every Airflow import recompile from source.
+unexport PYTHONDONTWRITEBYTECODE
 CONFIG ?= local
 DS ?=
 START ?=

@@ -57,7 +57,7 @@ def get_spark(cfg: Settings):  # -> pyspark.sql.SparkSession
     )
     for key, value in cfg.spark.extra_conf.items():
         builder = builder.config(key, value)
-    spark = configure_spark_with_delta_pip(builder).getOrCreate()
+    spark = configure_spark_with_delta_pip(builder, extra_packages=list(cfg.spark.extra_packages)).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     log.info("spark session started: master=%s version=%s", cfg.spark.master, spark.version)
     return spark
