@@ -1,0 +1,196 @@
+"""Helper columns that turn array/struct invariants into plain columns GX can check.
+
+GX 1.x has no expectation for array lengths, array ordering or cross-array
+alignment, so the validated DataFrame gets extra columns (all names start with
+``_``): lengths are ints, invariants are 1 (holds) / 0 (broken) / null (an input
+is null, which the not-null expectations already report). The suites in
+:mod:`expectations.suites` put their expectations on these columns, and expect
+them in the column set, so suite and frame are generated from the same list.
+
+Sequence families are read off the schema: every array column named
+``<family>_*`` belongs to ``<family>`` (``short_item_ids``, ``short_ts``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql.types import ArrayType, StructType
+
+from jobs.schemas import BY_TABLE
+
+# Array families of each table whose members must stay index-aligned (and, with a
+# ``<family>_ts`` member, chronological). Their caps live in suites.py.
+SEQUENCE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "user_features": ("short", "positive", "lifelong"),
+    "training_examples": ("context",),
+}
+# Which split values each protocol may write (jobs/training_examples.py).
+SPLITS_BY_PROTOCOL: dict[str, tuple[str, ...]] = {
+    "leave_one_out": ("train", "valid", "test"),
+    "next_day": ("target",),
+}
+
+
+@dataclass(frozen=True)
+class Derived:
+    """One helper column: its name, a Spark SQL expression, and the columns it reads."""
+
+    name: str
+    sql: str
+    inputs: tuple[str, ...]
+    doc: str
+
+
+def family_members(table: str, family: str) -> tuple[str, ...]:
+    """Array columns of ``table`` named ``<family>_*``, in schema order."""
+    schema: StructType = BY_TABLE[table]
+    return tuple(f.name for f in schema.fields if isinstance(f.dataType, ArrayType) and f.name.startswith(f"{family}_"))
+
+
+def length_column(array_column: str) -> str:
+    """Name of the helper holding ``size(array_column)``."""
+    return f"_len_{array_column}"
+
+
+def _flag(inputs: tuple[str, ...], condition: str) -> str:
+    """1/0 for ``condition``; null when an input is null (reported by the not-null checks instead)."""
+    any_null = " OR ".join(f"`{c}` IS NULL" for c in inputs)
+    return f"CAST(CASE WHEN {any_null} THEN NULL WHEN {condition} THEN 1 ELSE 0 END AS INT)"
+
+
+def _size(column: str) -> Derived:
+    return Derived(length_column(column), f"CAST(size(`{column}`) AS INT)", (column,), f"size({column})")
+
+
+def _non_decreasing(column: str, name: str, le: str = "{a} <= {b}") -> Derived:
+    """1 when every consecutive pair satisfies ``le``.
+
+    Short arrays are answered by an earlier CASE branch, not by ``OR``: with ANSI
+    mode on (Spark 4's default) ``arr[i]`` outside the array is an error, and only
+    CASE guarantees the guard is evaluated first.
+    """
+    pair = le.format(a=f"`{column}`[i - 1]", b=f"`{column}`[i]")
+    sql = (
+        f"CAST(CASE WHEN `{column}` IS NULL THEN NULL WHEN size(`{column}`) < 2 THEN 1 "
+        f"WHEN forall(sequence(1, size(`{column}`) - 1), i -> {pair}) THEN 1 ELSE 0 END AS INT)"
+    )
+    return Derived(name, sql, (column,), f"{column} is sorted ascending")
+
+
+def _family(table: str, family: str) -> list[Derived]:
+    members = family_members(table, family)
+    out: list[Derived] = []
+    if f"{family}_item_ids" in members:
+        out.append(_size(f"{family}_item_ids"))
+    if len(members) > 1:
+        first = members[0]
+        same = " AND ".join(f"size(`{first}`) = size(`{m}`)" for m in members[1:])
+        out.append(Derived(f"_{family}_aligned", _flag(members, same), members, f"all {family}_* arrays equally long"))
+    if f"{family}_ts" in members:
+        out.append(_non_decreasing(f"{family}_ts", f"_{family}_ts_sorted"))
+    return out
+
+
+def _events() -> list[Derived]:
+    return [
+        Derived(
+            "_ts_on_event_date",
+            _flag(("ts", "event_date"), "to_date(`ts`) = `event_date`"),
+            ("ts", "event_date"),
+            "event_date is the (session time zone) date of ts",
+        )
+    ]
+
+
+def _user_history() -> list[Derived]:
+    by_ts_then_item = "({a}.ts < {b}.ts OR ({a}.ts = {b}.ts AND {a}.item_id <= {b}.item_id))"
+    return [
+        _size("events"),
+        _non_decreasing("events", "_events_sorted", by_ts_then_item),
+        Derived(
+            "_events_by_day_total",
+            "aggregate(map_values(`events_by_day`), CAST(0 AS BIGINT), (acc, x) -> acc + x)",
+            ("events_by_day",),
+            "events counted per day (includes events dropped by the cap)",
+        ),
+    ]
+
+
+def _user_features() -> list[Derived]:
+    out: list[Derived] = []
+    for family in SEQUENCE_FAMILIES["user_features"]:
+        out += _family("user_features", family)
+    end_of_ds = (
+        "`event_timestamp` >= CAST(`ds` AS TIMESTAMP) AND `event_timestamp` <= CAST(date_add(`ds`, 1) AS TIMESTAMP)"
+    )
+    out.append(
+        Derived(
+            "_event_ts_in_ds",
+            _flag(("event_timestamp", "ds"), end_of_ds),
+            ("event_timestamp", "ds"),
+            "event_timestamp falls within ds (end of day): Feast point-in-time joins rely on it",
+        )
+    )
+    return out
+
+
+def _training_examples() -> list[Derived]:
+    out = _family("training_examples", "context")
+    allowed = " OR ".join(
+        f"(`protocol` = '{p}' AND `split` IN ({', '.join(repr(s) for s in splits)}))"
+        for p, splits in SPLITS_BY_PROTOCOL.items()
+    )
+    out += [
+        Derived(
+            "_split_matches_protocol",
+            _flag(("protocol", "split"), f"({allowed})"),
+            ("protocol", "split"),
+            "split is one the row's protocol writes",
+        ),
+        _size("target_item_ids"),
+        Derived(
+            "_context_before_target",
+            _flag(("context_ts", "target_ts"), "forall(`context_ts`, t -> t <= `target_ts`)"),
+            ("context_ts", "target_ts"),
+            "no context event after the target (label leakage)",
+        ),
+        Derived(
+            "_target_is_first",
+            _flag(("target_item_ids", "target_item_id"), "try_element_at(`target_item_ids`, 1) = `target_item_id`"),
+            ("target_item_ids", "target_item_id"),
+            "the point-wise target is the session's first item",
+        ),
+    ]
+    return out
+
+
+_BUILDERS = {
+    "events": _events,
+    "user_history": _user_history,
+    "user_features": _user_features,
+    "training_examples": _training_examples,
+}
+
+
+def derived_columns(table: str) -> tuple[Derived, ...]:
+    """The helper columns of ``table`` (empty for tables with only flat columns)."""
+    builder = _BUILDERS.get(table)
+    return tuple(builder()) if builder else ()
+
+
+def add_derived_columns(df: DataFrame, table: str) -> DataFrame:
+    """``df`` plus the helper columns of ``table``.
+
+    A helper whose input column is missing becomes a typed null instead of an
+    analysis error: the column-set expectation then names the real missing column.
+    """
+    from pyspark.sql import functions as F
+
+    present = set(df.columns)
+    cols = []
+    for d in derived_columns(table):
+        expr = F.expr(d.sql) if set(d.inputs) <= present else F.lit(None).cast("int")
+        cols.append(expr.alias(d.name))
+    return df.select("*", *cols) if cols else df

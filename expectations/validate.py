@@ -1,0 +1,198 @@
+"""Validate one table (one ds partition) with its GX suite, as a checkpoint with Data Docs.
+
+Contract of :func:`validate`:
+
+* reads the table only through ``jobs.delta.read`` (the Delta log, never parquet
+  files), restricted to ``ds`` for tables partitioned by a date column
+  (``event_date`` for events, ``ds`` for user_features / training_examples); the
+  other tables, or ``ds=None``, are validated whole. A table that does not exist
+  yet is validated as an empty frame;
+* adds the helper columns of :mod:`expectations.derived`, runs the checkpoint
+  ``<layer>_<table>_checkpoint`` in the file context ``<home>/gx`` and updates the
+  Data Docs at ``<reports_dir>/data_docs/index.html``;
+* returns a :class:`ValidationReport`; logs warnings; raises
+  :class:`DataQualityError` when any critical expectation failed (after the
+  result and Data Docs are written, so the evidence is there to look at);
+* is re-runnable: suite, validation definition and checkpoint are stored with
+  ``add_or_update`` on every run, so the stored ones always match the code.
+
+CLI: ``python -m expectations.validate --table events --ds 2026-10-03 [--config local]``
+prints the summary and exits 1 on a critical failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from conf.settings import Settings
+from expectations.context import SITE_NAME, context_lock, data_docs_dir, dataframe_batch_definition, open_context
+from expectations.derived import add_derived_columns
+from expectations.report import DataQualityError, Failure, ValidationReport, describe, failures_from
+from expectations.suites import build_suite, suite_name
+from jobs import delta
+from jobs.schemas import BY_TABLE
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = ["DataQualityError", "ValidationReport", "date_partition_column", "main", "validate"]
+
+log = logging.getLogger(__name__)
+
+# How many unexpected values GX keeps (and row keys we look up) per failed expectation.
+PARTIAL_UNEXPECTED = 10
+
+
+def validate(spark: SparkSession, cfg: Settings, table: str, ds: date | None = None) -> ValidationReport:
+    """Run ``table``'s suite on its ``ds`` partition; raise :class:`DataQualityError` on critical failures."""
+    from pyspark import StorageLevel
+
+    name = suite_name(table, cfg)
+    frame = add_derived_columns(_read(spark, cfg, table, ds), table)
+    # GX runs a few dozen Spark jobs over the frame: read the Delta files once, and
+    # release the cache afterwards (the GX data source is created with persist=False).
+    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        result = _run_checkpoint(cfg, table, ds, frame)
+        failures = failures_from(result)
+        _add_failing_rows(frame, failures, list(cfg.table(table).keys))
+        row_count = _row_count(result, frame)
+    finally:
+        frame.unpersist()
+
+    index = data_docs_dir(cfg) / "index.html"
+    report = ValidationReport(
+        table=table,
+        suite=name,
+        ds=ds,
+        success=bool(result.success),
+        row_count=row_count,
+        failures=failures,
+        data_docs_path=str(index) if index.exists() else None,
+    )
+    for failure in report.warnings:
+        log.warning("%s: %s", report.where, describe(failure))
+    if report.critical:
+        log.error("%s: %d critical expectation(s) failed", report.where, len(report.critical))
+        raise DataQualityError(report)
+    log.info("%s: %s rows valid (success=%s)", report.where, row_count, report.success)
+    return report
+
+
+def date_partition_column(table: str, cfg: Settings) -> str | None:
+    """The table's date-typed partition column (``event_date``, ``ds``), if any."""
+    from pyspark.sql.types import DateType
+
+    types = {f.name: f.dataType for f in BY_TABLE[table].fields}
+    return next((c for c in cfg.table(table).partition_by if isinstance(types.get(c), DateType)), None)
+
+
+def _read(spark: SparkSession, cfg: Settings, table: str, ds: date | None) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    path = cfg.table_path(table)
+    if not delta.exists(spark, path):
+        log.warning("%s does not exist yet; validating it as empty", path)
+    df = delta.read(spark, path, schema=BY_TABLE[table])
+    column = date_partition_column(table, cfg)
+    if ds is not None and column is not None:
+        df = df.where(F.col(column) == F.lit(ds))  # a partition filter: Delta prunes the other days
+    return df
+
+
+def _row_count(result: Any, frame: DataFrame) -> int:
+    """The row count GX already computed for the row-count expectation (else count the frame)."""
+    for r in result.results:
+        if r.expectation_config.type == "expect_table_row_count_to_be_between":
+            observed = (r.result or {}).get("observed_value")
+            if observed is not None:
+                return int(observed)
+    return frame.count()
+
+
+def _add_failing_rows(frame: DataFrame, failures: list[Failure], keys: list[str]) -> None:
+    """Add ``observed["rows"]``: the keys of a few rows holding the unexpected values.
+
+    GX can do this itself (``unexpected_index_column_names``), but then it runs one
+    more Spark job per column expectation on every run; this runs only for failures,
+    and a value like 0 in a helper flag says little without the row it came from.
+    """
+    from pyspark.sql import functions as F
+
+    for failure in failures:
+        column, values = failure["column"], failure["observed"].get("partial_unexpected_list")
+        if not keys or not values or column is None or column in keys or column not in frame.columns:
+            continue
+        try:
+            present = list(dict.fromkeys(v for v in values if v is not None))
+            condition = F.col(column).isin(present) if present else F.lit(False)
+            if None in values:
+                condition = condition | F.col(column).isNull()
+            rows = frame.where(condition).select(*keys).limit(PARTIAL_UNEXPECTED).collect()
+        except Exception as exc:  # evidence is best effort; the failure itself stands
+            log.debug("could not look up rows for %s: %s", column, exc)
+            continue
+        failure["observed"]["rows"] = [{k: _plain(v) for k, v in row.asDict().items()} for row in rows]
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly key values (dates as ISO strings) for XCom and the message."""
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _run_checkpoint(cfg: Settings, table: str, ds: date | None, frame: DataFrame) -> Any:
+    """Store suite/validation definition/checkpoint (add_or_update), run, return the suite's result."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    name = suite_name(table, cfg)
+    with context_lock(cfg):
+        context = open_context(cfg)
+        validation = gx.ValidationDefinition(
+            name=name, data=dataframe_batch_definition(context, name), suite=build_suite(table, cfg)
+        )
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=f"{name}_checkpoint",
+                validation_definitions=[validation],
+                actions=[UpdateDataDocsAction(name="update_data_docs", site_names=[SITE_NAME])],
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_UNEXPECTED},
+            )
+        )
+        run_name = f"{name} ds={ds.isoformat()}" if ds else f"{name} whole table"
+        result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
+    (suite_result,) = result.run_results.values()
+    return suite_result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (1 on a critical failure)."""
+    parser = argparse.ArgumentParser(prog="python -m expectations.validate", description=__doc__.splitlines()[0])
+    parser.add_argument("--table", required=True, help="logical table name, e.g. events")
+    parser.add_argument("--ds", type=date.fromisoformat, default=None, help="partition date (YYYY-MM-DD)")
+    parser.add_argument("--config", default=None, help="conf/<name>.yaml (default $ONEREC_CONFIG or local)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="section.key=value")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from conf import load_settings
+    from jobs.spark import get_spark
+
+    cfg = load_settings(args.config, args.overrides)
+    spark = get_spark(cfg)
+    try:
+        report = validate(spark, cfg, args.table, args.ds)
+    except DataQualityError as err:
+        print(err.report.summary())
+        return 1
+    print(report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

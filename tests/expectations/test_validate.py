@@ -1,0 +1,245 @@
+"""GX suites run as checkpoints on small Delta tables written here.
+
+Each test writes only the table it needs under its own ``lake_cfg`` home, so the
+GX context, Data Docs and lake are fresh per test. Broken fixtures break exactly
+one invariant and the tests assert that exactly that expectation is critical,
+which also proves the other rules raise no false alarms on well-formed rows.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs import delta, schemas
+
+DS = date(2026, 10, 3)
+T0 = datetime(2026, 10, 3, 8, 0, 0)
+
+
+def _write(spark, cfg, table: str, rows: list[dict[str, Any]]) -> None:
+    df = spark.createDataFrame(rows, getattr(schemas, table.upper()))
+    delta.overwrite(df, cfg.table_path(table), cfg.table(table).partition_by)
+
+
+def _event(i: int, day: date = DS, **overrides: Any) -> dict[str, Any]:
+    row = {
+        "event_id": f"e{day:%m%d}-{i}",
+        "user_id": f"u{i % 3}",
+        "item_id": f"i{i}",
+        "ts": datetime.combine(day, T0.time()) + timedelta(minutes=i),
+        "rating": 4.0,
+        "play_seconds": 30.0,
+        "item_duration_seconds": 60.0,
+        **{flag: 0 for flag in schemas.FLAG_NAMES},
+        "source_file": "events.csv",
+        "source_line": i,
+        "event_date": day,
+    }
+    return {**row, **overrides}
+
+
+def _history_event(minute: int, item: str) -> dict[str, Any]:
+    return {
+        "ts": T0 + timedelta(minutes=minute),
+        "item_id": item,
+        "event_date": DS,
+        "rating": 5.0,
+        "play_seconds": 10.0,
+        "item_duration_seconds": 20.0,
+        "flags": 1,
+        "positive": True,
+    }
+
+
+def _user_features(user: str, n_short: int) -> dict[str, Any]:
+    ts = [int(T0.timestamp()) + 60 * k for k in range(n_short)]
+    items = [f"i{k}" for k in range(n_short)]
+    return {
+        "user_id": user,
+        "event_timestamp": datetime.combine(DS + timedelta(days=1), datetime.min.time()),
+        "n_events": n_short,
+        "n_positive": 1,
+        "active_days": 1,
+        "tenure_days": 0,
+        "attributes": {"age": "30"},
+        "short_item_ids": items,
+        "short_ts": ts,
+        "short_rating": [4.0] * n_short,
+        "short_play_seconds": [10.0] * n_short,
+        "short_duration_seconds": [20.0] * n_short,
+        "short_flags": [0] * n_short,
+        "positive_item_ids": items[:1],
+        "positive_ts": ts[:1],
+        "lifelong_item_ids": items,
+        "lifelong_ts": ts,
+        "ds": DS,
+    }
+
+
+def _critical_columns(err) -> set[str]:
+    return {f["column"] for f in err.value.report.critical}
+
+
+@pytest.fixture
+def validate():
+    from expectations.validate import validate as run
+
+    return run
+
+
+# ---- suites (no Spark) -------------------------------------------------------
+
+
+def test_every_table_has_a_tagged_suite_matching_its_schema(tiny_cfg):
+    from expectations.derived import derived_columns
+    from expectations.suites import SEVERITIES, build_suite
+
+    for table, schema in schemas.BY_TABLE.items():
+        suite = build_suite(table, tiny_cfg)
+        assert suite.name == f"{tiny_cfg.table(table).layer}_{table}"
+        assert all(e.meta["severity"] in SEVERITIES for e in suite.expectations), table
+        (column_set,) = [e for e in suite.expectations if e.expectation_type == "expect_table_columns_to_match_set"]
+        assert set(column_set.column_set) == {f.name for f in schema} | {d.name for d in derived_columns(table)}
+    compound = [
+        e for e in build_suite("user_features", tiny_cfg).expectations if "column_list" in e.configuration.kwargs
+    ]
+    assert [e.column_list for e in compound] == [["user_id", "ds"]]
+
+
+# ---- events ------------------------------------------------------------------
+
+GOOD, NEGATIVE_PLAY, DUPLICATE_ID, EMPTY = (DS + timedelta(days=k) for k in (0, 1, 2, 9))
+
+
+@pytest.fixture(scope="module")
+def events_cfg(spark, tiny_cfg, tmp_path_factory):
+    """One events table, one partition per scenario (like ``lake_cfg``, shared by this module).
+
+    A Delta write costs seconds on a small machine, so the events scenarios share one.
+    """
+    cfg = tiny_cfg.model_copy(update={"home": str(tmp_path_factory.mktemp("events-lake"))})
+    rows = [_event(i, GOOD) for i in range(5)]
+    rows += [
+        _event(0, NEGATIVE_PLAY),
+        _event(1, NEGATIVE_PLAY, play_seconds=-5.0),
+        _event(2, NEGATIVE_PLAY, play_seconds=-1.0),
+    ]
+    rows += [
+        _event(0, DUPLICATE_ID),
+        _event(1, DUPLICATE_ID),
+        _event(2, DUPLICATE_ID, event_id=_event(1, DUPLICATE_ID)["event_id"]),
+    ]
+    _write(spark, cfg, "events", rows)
+    return cfg
+
+
+def test_good_partition_passes_twice_and_writes_data_docs(spark, events_cfg, validate, capsys):
+    from expectations.validate import main
+
+    report = validate(spark, events_cfg, "events", GOOD)
+    # Again, through the CLI: stored suite/checkpoint are updated in place, not duplicated.
+    code = main(["--table", "events", "--ds", GOOD.isoformat(), "--config", "tiny", "--set", f"home={events_cfg.home}"])
+
+    assert report.success and report.failures == []
+    assert report.row_count == 5  # only the ds partition
+    assert report.suite == "bronze_events"
+    assert code == 0 and "bronze_events ds=2026-10-03: PASSED (5 rows)" in capsys.readouterr().out
+    index = Path(events_cfg.resolve(events_cfg.reports_dir)) / "data_docs" / "index.html"
+    assert index.is_file() and report.data_docs_path == str(index)
+    assert len(list((events_cfg.home_path / "gx" / "checkpoints").iterdir())) == 1
+
+
+def test_negative_play_seconds_is_a_warning_with_observed_values(spark, events_cfg, validate):
+    report = validate(spark, events_cfg, "events", NEGATIVE_PLAY)  # warnings do not raise
+
+    assert not report.success and report.critical == []
+    assert report.row_count == 3
+    (failure,) = report.failures
+    assert failure["severity"] == "warning"
+    assert failure["column"] == "play_seconds"
+    assert failure["expectation"] == "expect_column_values_to_be_between"
+    assert failure["observed"]["unexpected_count"] == 2
+    assert sorted(failure["observed"]["partial_unexpected_list"]) == [-5.0, -1.0]
+    assert sorted(r["event_id"] for r in failure["observed"]["rows"]) == ["e1004-1", "e1004-2"]
+
+
+def test_duplicate_event_id_raises(spark, events_cfg, validate):
+    from expectations.report import DataQualityError
+
+    with pytest.raises(DataQualityError, match="event_id") as err:
+        validate(spark, events_cfg, "events", DUPLICATE_ID)
+
+    message = str(err.value)
+    assert message.startswith("bronze_events ds=2026-10-05: column event_id expect_column_values_to_be_unique failed")
+    assert _critical_columns(err) == {"event_id"}
+
+
+def test_empty_partition_is_a_warning(spark, events_cfg, validate):
+    report = validate(spark, events_cfg, "events", EMPTY)
+
+    assert report.row_count == 0 and report.critical == []
+    assert [f["expectation"] for f in report.failures] == ["expect_table_row_count_to_be_between"]
+
+
+def test_cli_exits_1_on_critical_failure(monkeypatch, capsys):
+    import expectations.validate as module
+    from expectations.report import DataQualityError, ValidationReport
+
+    failure = {"expectation": "expect_x", "column": "c", "severity": "critical", "observed": {}, "expected": {}}
+    report = ValidationReport("events", "bronze_events", DS, False, 1, [failure])
+
+    def broken(*_args, **_kwargs):
+        raise DataQualityError(report)
+
+    monkeypatch.setattr(module, "validate", broken)
+    monkeypatch.setattr("jobs.spark.get_spark", lambda cfg: None)
+
+    assert module.main(["--table", "events", "--ds", DS.isoformat(), "--config", "tiny"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+# ---- sequences -----------------------------------------------------------------
+
+
+def test_short_sequence_over_cap_raises_naming_the_length_column(spark, lake_cfg, validate):
+    from expectations.report import DataQualityError
+
+    cap = lake_cfg.sequences.short_term_len
+    _write(spark, lake_cfg, "user_features", [_user_features("u1", cap), _user_features("u2", cap + 1)])
+
+    with pytest.raises(DataQualityError, match="_len_short_item_ids") as err:
+        validate(spark, lake_cfg, "user_features", DS)
+
+    assert _critical_columns(err) == {"_len_short_item_ids"}
+    (failure,) = err.value.report.critical
+    assert failure["observed"]["partial_unexpected_list"] == [cap + 1]
+
+
+def test_unsorted_history_raises(spark, lake_cfg, validate):
+    from expectations.report import DataQualityError
+
+    def user(name: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+        ts = [e["ts"] for e in events]
+        return {
+            "user_id": name,
+            "events": events,
+            "events_by_day": {DS: len(events)},
+            "first_ts": min(ts),
+            "last_ts": max(ts),
+        }
+
+    in_order = [_history_event(1, "a"), _history_event(1, "b"), _history_event(2, "a")]
+    swapped = [in_order[1], in_order[0], in_order[2]]  # same ts, item_id out of order
+    _write(spark, lake_cfg, "user_history", [user("ok", in_order), user("bad", swapped)])
+
+    with pytest.raises(DataQualityError, match="_events_sorted") as err:
+        validate(spark, lake_cfg, "user_history", DS)
+
+    assert _critical_columns(err) == {"_events_sorted"}
+    (failure,) = err.value.report.critical
+    assert failure["observed"]["unexpected_count"] == 1
+    assert "bad" in str(err.value)  # the failing row's key is named
