@@ -176,7 +176,13 @@ def tiny() -> Preset:
 
 
 def small() -> Preset:
-    """Amazon Beauty scale (12k items, 22k users): TIGER's size class, MoE in every other layer."""
+    """Amazon Beauty scale (12k items, 22k users): TIGER's size class, MoE in every other layer.
+
+    Validated 2026-11-26 on one H200, bf16, Beauty.txt with behaviour-derived semantic IDs:
+    ``python -m models.train --model sasrec --loss ce --data Beauty.txt --preset small --device cuda
+    --dtype bf16 --steps 10800`` -> test Recall@10 0.0854, NDCG@10 0.0422 (85 s);
+    ``--model onerec --batch-size 512 --steps 1600`` -> test Recall@10 0.0580, NDCG@10 0.0296 (95 s).
+    """
     onerec = OneRecConfig(
         levels=3, codes_per_level=256, n_items=12101, n_user_buckets=0, short_len=20, pos_len=50,
         lifelong_len=100, n_queries=8, qformer_blocks=1, d_model=128, n_heads=4, n_kv_heads=2,

@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import dataclasses
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -125,8 +126,7 @@ def train(model: nn.Module, task: Any, tc: TrainConfig, model_config: Any, versi
         step, best, best_valid = manifest["step"], manifest["best_metric"] or -math.inf, manifest["metrics"]
         if world > 1:  # one saved RNG stream: give each rank its own again
             torch.manual_seed(tc.seed + 1000 * rank + step)
-    ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False, find_unused_parameters=True) \
-        if world > 1 else model  # fmt: skip
+    ddp = _wrap_ddp(model) if world > 1 else model
     sampler = DistributedSampler(range(task.n_examples), world, rank, shuffle=True, seed=tc.seed, drop_last=True)
     per_epoch = len(sampler) // tc.batch_size
     if per_epoch < 1:
@@ -166,6 +166,7 @@ def train(model: nn.Module, task: Any, tc: TrainConfig, model_config: Any, versi
                 achieved = flops.mfu(window["flops"] / seconds, peak)
                 last_log = {"step": step, "loss": window["loss"] / window["n"], "lr": opt.param_groups[0]["lr"],
                             "grad_norm": float(grad_norm), "tokens_per_s": window["tokens"] / seconds,
+                            "steps_per_s": window["n"] / seconds,
                             "mfu": achieved, **moe}  # fmt: skip
                 with open(log_file, "a") as f:
                     f.write(json.dumps(last_log) + "\n")
@@ -174,14 +175,25 @@ def train(model: nn.Module, task: Any, tc: TrainConfig, model_config: Any, versi
                 window = {"loss": 0.0, "n": 0, "tokens": 0, "flops": 0.0, "t0": time.perf_counter()}
             bar.update(1)
             if step % tc.eval_every == 0 or step % tc.ckpt_every == 0 or step == total:
+                paused = time.perf_counter()
                 best, best_valid = _evaluate_and_save(model, opt, task, tc, model_config, versions, step, best,
                                                       best_valid, rank, world, autocast, eval_limit, step == total)  # fmt: skip
+                window["t0"] += time.perf_counter() - paused  # throughput counts training time only
             if step >= total or (stop_after is not None and step >= stop_after):
                 break
     bar.close()
     if step < total:  # stopped early on purpose (tests): like a kill, leave the checkpoints as they are
         return {"stopped_at": step}
     return _finish(model, task, tc, versions, best_valid, last_log, rank, autocast, time.perf_counter() - start_wall)
+
+
+def _wrap_ddp(model: nn.Module) -> nn.Module:
+    """DDP that never overwrites buffers from rank 0 in forward: the MoE load counters are rank-local
+    until ``update_bias`` all-reduces them. Unused parameters happen (idle experts, absent signals)."""
+    ddp = nn.parallel.DistributedDataParallel
+    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters \
+        else {"broadcast_buffers": False}  # fmt: skip
+    return ddp(model, find_unused_parameters=True, **no_sync)
 
 
 def _evaluate_and_save(model, opt, task, tc, model_config, versions, step, best, best_valid, rank, world,

@@ -163,3 +163,25 @@ def test_build_picks_architecture():
         dataclasses.replace(tiny().onerec, architecture="decoder_only")
     with pytest.raises(ValueError):
         build(tiny().onerec, np.zeros((3, 2), dtype=np.int64))  # wrong item_codes shape
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("arch", ARCHS)
+def test_cuda_bf16_and_beam_search_match_the_cpu_reference(arch):
+    """The CPU fp32 path is the oracle for the CUDA path: bf16 loss close, fp32 beam scores equal."""
+    cfg, codes, model = make(arch)
+    model.eval()
+    batch = synthetic_batch(cfg, codes, 16, seed=2)
+    trie = SemanticIdTrie.from_item_codes(codes, cfg.level_sizes)
+    with torch.no_grad():
+        loss_cpu, _ = model(batch)
+        ref = beam_search(model, batch, trie, beam_size=10)
+        model.cuda()
+        gpu = {k: v.cuda() for k, v in batch.items()}
+        with torch.autocast("cuda", torch.bfloat16):
+            loss_bf16, _ = model(gpu)
+        fast = beam_search(model, gpu, SemanticIdTrie.from_item_codes(codes, cfg.level_sizes), beam_size=10)
+    assert abs(float(loss_bf16) - float(loss_cpu)) < 0.02 * float(loss_cpu)
+    assert torch.allclose(fast.scores.cpu(), ref.scores, atol=1e-4)
+    assert (fast.items.cpu() >= 1).all()
