@@ -166,11 +166,37 @@ def _training_examples() -> list[Derived]:
     return out
 
 
+def _item_pairs() -> list[Derived]:
+    return [
+        Derived(
+            "_not_self_pair",
+            _flag(("item_id", "other_item_id"), "`item_id` <> `other_item_id`"),
+            ("item_id", "other_item_id"),
+            "an item is never its own neighbour",
+        )
+    ]
+
+
+def _item_sids() -> list[Derived]:
+    return [
+        _size("codes"),
+        # A string form of the code tuple: GX's uniqueness check counts values in Python,
+        # where an array (a list) is unhashable.
+        Derived(
+            "_codes_key", "array_join(transform(`codes`, c -> CAST(c AS STRING)), '-')", ("codes",), "codes as text"
+        ),
+    ]
+
+
 _BUILDERS = {
     "events": _events,
     "user_history": _user_history,
     "user_features": _user_features,
     "training_examples": _training_examples,
+    "item_pairs": _item_pairs,
+    "item_embeddings": lambda: [_size("embedding")],
+    "item_sids": _item_sids,
+    "user_lifelong_compressed": lambda: [_size("item_ids")],
 }
 
 

@@ -187,10 +187,44 @@ def _training_examples(cfg: Settings) -> list[Expectation]:
     ]
 
 
+def _item_pairs(cfg: Settings) -> list[Expectation]:
+    return [
+        _is_one("_not_self_pair", WARNING),
+        _warn("ExpectColumnValuesToBeBetween", column="co_count", min_value=1),
+    ]
+
+
+def _item_embeddings(cfg: Settings) -> list[Expectation]:
+    dim = cfg.item.embeddings.dim
+    return [
+        # semantic_ids and lifelong compression stack these into one fixed-width matrix.
+        _crit("ExpectColumnValuesToBeBetween", column=length_column("embedding"), min_value=dim, max_value=dim),
+        _crit("ExpectColumnValuesToBeInSet", column="embedding_source", value_set=["behaviour", "cold", "content"]),
+    ]
+
+
+def _item_sids(cfg: Settings) -> list[Expectation]:
+    n_codes = cfg.item.semantic_ids.levels + 1  # L levels + 1 dedup code
+    return [
+        _crit("ExpectColumnValuesToBeBetween", column=length_column("codes"), min_value=n_codes, max_value=n_codes),
+        # Two items with one semantic ID could not be told apart when decoding.
+        _crit("ExpectCompoundColumnsToBeUnique", column_list=["codebook_version", "_codes_key"]),
+    ]
+
+
+def _user_lifelong_compressed(cfg: Settings) -> list[Expectation]:
+    cap = cfg.item.lifelong.max_representatives
+    return [_crit("ExpectColumnValuesToBeBetween", column=length_column("item_ids"), min_value=0, max_value=cap)]
+
+
 _TABLE_RULES = {
     "events": _events,
     "quarantine": _quarantine,
     "user_history": _user_history,
     "user_features": _user_features,
     "training_examples": _training_examples,
+    "item_pairs": _item_pairs,
+    "item_embeddings": _item_embeddings,
+    "item_sids": _item_sids,
+    "user_lifelong_compressed": _user_lifelong_compressed,
 }
