@@ -35,8 +35,10 @@ def daily_run(tiny_cfg, spark):
 def _snapshot(spark, cfg):
     """Every table as a sorted list of canonical JSON rows."""
     return {
-        name: sorted(json.dumps(r.asDict(recursive=True), sort_keys=True, default=str)
-                     for r in delta.read(spark, cfg.table_path(name)).collect())
+        name: sorted(
+            json.dumps(r.asDict(recursive=True), sort_keys=True, default=str)
+            for r in delta.read(spark, cfg.table_path(name)).collect()
+        )
         for name in TABLES
     }
 
