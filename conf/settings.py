@@ -95,6 +95,18 @@ class TrainingExampleSettings(_Frozen):
     context_len: int = 50
 
 
+class ValidationSettings(_Frozen):
+    """How GX validates a table partition.
+
+    ``auto``: partitions up to ``pandas_max_rows`` rows are collected and validated with
+    GX's pandas engine (one Arrow transfer instead of ~30 Spark jobs per suite); larger
+    ones stay on Spark, which scales out with the cluster.
+    """
+
+    engine: Literal["auto", "spark", "pandas"] = "auto"
+    pandas_max_rows: int = 500_000
+
+
 class AirflowSettings(_Frozen):
     # SQLite by default; postgresql+psycopg2://... on a cluster.
     sql_alchemy_conn: str = "sqlite:///{home}/airflow/airflow.db"
@@ -164,12 +176,18 @@ class AlignmentSettings(_Frozen):
     """The content -> behaviour alignment model (models/item_alignment.py)."""
 
     hidden: int = 256
-    temperature: float = 0.07
+    dropout: float = 0.5
+    temperature: float = 0.1
     recon_weight: float = 0.5
+    logq_correction: bool = True
     epochs: int = 40
+    patience: int = 8
     batch_size: int = 256
     lr: float = 2e-3
+    weight_decay: float = 1e-4
     holdout: float = 0.1
+    val_share: float = 0.1
+    max_eval_pairs: int = 2000
     max_pairs: int = 2_000_000
 
 
@@ -257,6 +275,7 @@ class Settings(_Frozen):
     ingest: IngestSettings = IngestSettings()
     sequences: SequenceSettings = SequenceSettings()
     training_examples: TrainingExampleSettings = TrainingExampleSettings()
+    validation: ValidationSettings = ValidationSettings()
     airflow: AirflowSettings = AirflowSettings()
     feast: FeastSettings = FeastSettings()
     item: ItemSettings = ItemSettings()

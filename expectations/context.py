@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 SITE_NAME = "reports"
 DATASOURCE_NAME = "onerec_spark"
+PANDAS_DATASOURCE_NAME = "onerec_pandas"
 BATCH_DEFINITION_NAME = "whole_frame"
 _DEFAULT_SITE = "local_site"
 
@@ -108,17 +109,22 @@ def _configure_site(context: FileDataContext, docs_dir: Path) -> None:
         context.update_data_docs_site(SITE_NAME, site)
 
 
-def dataframe_batch_definition(context: FileDataContext, asset_name: str) -> BatchDefinition:
+def dataframe_batch_definition(context: FileDataContext, asset_name: str, engine: str = "spark") -> BatchDefinition:
     """Get or create ``onerec_spark / <asset_name> / whole_frame``.
 
     The frame itself is passed at run time (``batch_parameters={"dataframe": df}``),
     so the stored definitions never go stale and re-runs reuse them.
     """
+    name = PANDAS_DATASOURCE_NAME if engine == "pandas" else DATASOURCE_NAME
     try:
-        source = context.data_sources.get(DATASOURCE_NAME)
+        source = context.data_sources.get(name)
     except (KeyError, ValueError, LookupError):
         # persist=False: the caller owns caching; GX would persist and never unpersist.
-        source = context.data_sources.add_spark(DATASOURCE_NAME, persist=False)
+        source = (
+            context.data_sources.add_pandas(name)
+            if engine == "pandas"
+            else context.data_sources.add_spark(name, persist=False)
+        )
     try:
         asset = source.get_asset(asset_name)
     except LookupError:

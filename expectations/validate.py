@@ -83,6 +83,35 @@ def validate(spark: SparkSession, cfg: Settings, table: str, ds: date | None = N
     return report
 
 
+def _engine(cfg: Settings, row_count: int) -> str:
+    """``pandas`` for small partitions under ``auto`` (see ValidationSettings), else the configured one."""
+    choice = cfg.validation.engine
+    if choice == "auto":
+        return "pandas" if row_count <= cfg.validation.pandas_max_rows else "spark"
+    return choice
+
+
+def _schema_failures(frame: DataFrame, table: str) -> list[Failure]:
+    """Spark type mismatches against ``jobs.schemas`` (the pandas engine's type check)."""
+    from expectations.report import CRITICAL
+
+    actual = {f.name: type(f.dataType).__name__ for f in frame.schema}
+    out: list[Failure] = []
+    for f in BY_TABLE[table]:
+        expected = type(f.dataType).__name__
+        if f.name in actual and actual[f.name] != expected:
+            out.append(
+                Failure(
+                    expectation="expect_column_values_to_be_of_type",
+                    column=f.name,
+                    severity=CRITICAL,
+                    observed={"observed_value": actual[f.name]},
+                    expected={"type_": expected},
+                )
+            )
+    return out
+
+
 def date_partition_column(table: str, cfg: Settings) -> str | None:
     """The table's date-typed partition column (``event_date``, ``ds``), if any."""
     from pyspark.sql.types import DateType
@@ -144,7 +173,7 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 
 
-def _run_checkpoint(cfg: Settings, table: str, ds: date | None, frame: DataFrame) -> Any:
+def _run_checkpoint(cfg: Settings, table: str, ds: date | None, frame: Any, engine: str = "spark") -> Any:
     """Store suite/validation definition/checkpoint (add_or_update), run, return the suite's result."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
@@ -154,7 +183,7 @@ def _run_checkpoint(cfg: Settings, table: str, ds: date | None, frame: DataFrame
     with context_lock(cfg):
         context = open_context(cfg)
         validation = gx.ValidationDefinition(
-            name=name, data=dataframe_batch_definition(context, name), suite=build_suite(table, cfg)
+            name=name, data=dataframe_batch_definition(context, name, engine), suite=build_suite(table, cfg, engine)
         )
         checkpoint = context.checkpoints.add_or_update(
             gx.Checkpoint(

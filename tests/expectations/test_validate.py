@@ -243,3 +243,15 @@ def test_unsorted_history_raises(spark, lake_cfg, validate):
     (failure,) = err.value.report.critical
     assert failure["observed"]["unexpected_count"] == 1
     assert "bad" in str(err.value)  # the failing row's key is named
+
+
+def test_spark_engine_finds_the_same_failures_as_pandas(spark, events_cfg, validate):
+    """Large partitions validate on Spark; the verdicts must not depend on the engine."""
+    on_spark = events_cfg.model_copy(
+        update={"validation": events_cfg.validation.model_copy(update={"engine": "spark"})}
+    )
+    good = validate(spark, on_spark, "events", GOOD)
+    warned = validate(spark, on_spark, "events", NEGATIVE_PLAY)
+    assert good.success and good.row_count == 5
+    assert [(f["column"], f["severity"]) for f in warned.failures] == [("play_seconds", "warning")]
+    assert sorted(warned.failures[0]["observed"]["partial_unexpected_list"]) == [-5.0, -1.0]
