@@ -32,11 +32,20 @@ def daily_run(tiny_cfg, spark):
     return {"days": days, "results": results, "run_conf": run_conf, "manifest": manifest}
 
 
+def _plain(value):
+    """Rows as JSON-able values; map keys (dates) become strings."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _snapshot(spark, cfg):
     """Every table as a sorted list of canonical JSON rows."""
     return {
         name: sorted(
-            json.dumps(r.asDict(recursive=True), sort_keys=True, default=str)
+            json.dumps(_plain(r.asDict(recursive=True)), sort_keys=True, default=str)
             for r in delta.read(spark, cfg.table_path(name)).collect()
         )
         for name in TABLES
