@@ -1,0 +1,49 @@
+"""The Feast definitions agree with jobs/schemas.py, and importing them runs nothing."""
+
+from __future__ import annotations
+
+import pytest
+from feast import FeatureView
+
+from features.fields import feast_type
+from jobs.feature_store import definitions
+from jobs.schemas import BY_TABLE
+
+
+@pytest.fixture(scope="module")
+def repo(tiny_cfg):
+    return definitions(tiny_cfg)
+
+
+def test_definitions_are_complete(repo):
+    assert {e.name for e in repo.entities} >= {"user", "item"}
+    assert {fv.name for fv in repo.feature_views} == {"user_profile", "user_sequences", "item_content"}
+    assert {s.name for s in repo.feature_services} == {"onerec_train_v1", "onerec_serve_v1"}
+    assert {e.join_key for e in repo.entities if e.name in ("user", "item")} == {"user_id", "item_id"}
+
+
+@pytest.mark.parametrize("view", ["user_profile", "user_sequences", "item_content"])
+def test_view_fields_are_schema_columns_with_compatible_types(repo, view):
+    fv: FeatureView = next(v for v in repo.feature_views if v.name == view)
+    schema = BY_TABLE[fv.batch_source.tags["lake_table"]]
+    columns = {f.name: f.dataType for f in schema.fields}
+    for field in fv.features:
+        assert field.name in columns, f"{view}.{field.name} is not a column of {fv.batch_source.tags['lake_table']}"
+        assert field.dtype == feast_type(columns[field.name]), (
+            f"{view}.{field.name}: {field.dtype} vs {columns[field.name]}"
+        )
+    for key in fv.join_keys:
+        assert columns[key].simpleString() == "string"
+    assert fv.batch_source.timestamp_field == "event_timestamp"
+
+
+def test_user_views_keep_a_user_state_until_the_user_acts_again(repo):
+    ttl = {fv.name: fv.ttl.days for fv in repo.feature_views}
+    assert ttl["user_profile"] == ttl["user_sequences"] == 365
+    assert ttl["item_content"] >= 365
+
+
+def test_sources_name_no_path(repo):
+    """Paths come from the config at run time (jobs.feature_store.bind_sources), never from definitions."""
+    for src in repo.data_sources:
+        assert not src.path and not src.query and src.table.startswith("onerec_")
