@@ -170,6 +170,8 @@ class ItemEmbeddingSettings(_Frozen):
     # Width of ``embedding`` (aligned content vectors and behaviour vectors alike).
     dim: int = 64
     seed: int = 0
+    # mode=auto retrains (a new model version) when the current one is this many days old.
+    full_refresh_days: int = 7
 
 
 class AlignmentSettings(_Frozen):

@@ -1,0 +1,83 @@
+"""Item pairs: windows and sessions bound the pairs; Swing and cosine rank the known pairs first."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from pyspark.testing import assertDataFrameEqual
+
+from conf.settings import ItemPairSettings
+from jobs import delta, item_pairs
+from jobs.schemas import USER_HISTORY
+
+DS = date(2026, 10, 5)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_adaptive_execution(spark):
+    """AQE re-plans every stage: pure overhead on frames of a few rows (5x slower here)."""
+    before = spark.conf.get("spark.sql.adaptive.enabled")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    yield
+    spark.conf.set("spark.sql.adaptive.enabled", before)
+
+
+def _history(spark, seqs: dict[str, list[tuple[str, int]]]):
+    """user -> [(item, minutes after 08:00 on DS)], all positive."""
+    rows = []
+    for user, evs in seqs.items():
+        events = []
+        for item, minutes in evs:
+            ts = datetime(DS.year, DS.month, DS.day, 8, tzinfo=UTC) + timedelta(minutes=minutes)
+            events.append((ts, item, ts.date(), 5.0, 10.0, 10.0, 0, True))
+        events.sort()
+        rows.append((user, events, {DS: len(events)}, events[0][0], events[-1][0]))
+    return spark.createDataFrame(rows, USER_HISTORY)
+
+
+# A and B go together for three users who share little else; C/D/E are noise.
+SEQS = {
+    "u1": [("A", 0), ("B", 1), ("C", 2)],
+    "u2": [("A", 0), ("B", 1), ("D", 2)],
+    "u3": [("B", 0), ("A", 1), ("E", 2)],
+    "u4": [("C", 0), ("D", 1)],
+    "u5": [("X", 0), ("Y", 120)],  # two hours apart: different sessions
+    "u6": [("P", 0), ("Q", 1), ("R", 2), ("S", 3)],  # S is 3 positions after P
+    # an old event outside a 1-day window
+    "u7": [("A", -3 * 24 * 60), ("Z", -3 * 24 * 60 + 1)],
+}
+
+
+def test_pairs_respect_window_session_and_rank_known_pairs_first(spark):
+    history = _history(spark, SEQS)
+    params = ItemPairSettings(window_days=1, window_positions=2, top_k=3, session_gap_minutes=30)
+    seqs = item_pairs.build_window_sequences(history, DS, 1, True, 100).cache()
+    user_pairs = {tuple(r) for r in item_pairs.build_user_pairs(seqs, 2, 1800.0).collect()}
+    assert ("u5", "X", "Y") not in user_pairs  # session break
+    assert ("u6", "P", "R") in user_pairs and ("u6", "P", "S") not in user_pairs  # window of 2
+    assert not any(u == "u7" for u, _, _ in user_pairs)  # outside the 1-day window
+
+    for method in ("swing", "cosine"):
+        p = params.model_copy(update={"method": method})
+        rows = item_pairs.build_item_pairs(seqs, DS, p).collect()
+        by_item: dict[str, list] = {}
+        for r in sorted(rows, key=lambda r: (r.item_id, -r.score, r.other_item_id)):
+            by_item.setdefault(r.item_id, []).append(r)
+        assert by_item["A"][0].other_item_id == "B" and by_item["A"][0].co_count == 3, method
+        assert by_item["B"][0].other_item_id == "A", method
+        assert all(len(v) <= 3 for v in by_item.values())
+        assert all(r.ds == DS and r.score > 0 for r in rows)
+        if method == "swing":  # needs two users per pair: one user's pairs drop out
+            assert "X" not in by_item and "P" not in by_item
+    seqs.unpersist()
+
+
+def test_run_writes_partition_and_rerun_leaves_it_identical(spark, lake_cfg):
+    cfg = lake_cfg.model_copy(
+        update={"item": lake_cfg.item.model_copy(update={"pairs": ItemPairSettings(method="cosine", window_days=2)})}
+    )
+    delta.overwrite(_history(spark, SEQS), cfg.table_path("user_history"))
+    first = item_pairs.run(cfg, DS, spark)
+    before = delta.read(spark, cfg.table_path("item_pairs")).collect()
+    second = item_pairs.run(cfg, DS, spark)
+    assert first["rows"] == second["rows"] == len(before) > 0
+    assertDataFrameEqual(delta.read(spark, cfg.table_path("item_pairs")), before)
