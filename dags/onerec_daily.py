@@ -1,7 +1,8 @@
 """onerec_daily: the daily data plane of the generative recommender.
 
-ingest -> validate_bronze -> sequences -> validate_sequences -> training_examples
--> validate_training_examples -> report. Each task calls one function of
+ingest -> validate_bronze -> sequences -> validate_sequences -> feast_apply ->
+feast_materialize (checks online == gold) -> training_examples ->
+validate_training_examples -> report. Each task calls one function of
 ``jobs.stages``; the work lives in ``jobs/`` and ``expectations/``. Run conf:
 ``{"config": "local", "set": ["source.format=movielens_atomic", ...]}``.
 A critical data-quality failure stops everything downstream of it.
@@ -54,6 +55,16 @@ def onerec_daily():
         """GX checkpoints for user_history and user_features."""
         return stages.validate(["user_history", "user_features"], ds, dag_run.conf)
 
+    @task
+    def feast_apply(ds=None, dag_run=None):
+        """Register the Feast repo over the gold tables (idempotent, plan logged)."""
+        return stages.feast_apply(ds, dag_run.conf)
+
+    @task(outlets=[Asset("onerec://online/user_features")])
+    def feast_materialize(ds=None, dag_run=None):
+        """Materialise the day online, then check online values equal the gold table's."""
+        return stages.feast_materialize(ds, dag_run.conf)
+
     @task(outlets=[Asset("onerec://gold/training_examples")])
     def training_examples(ds=None, dag_run=None):
         """next_day and leave_one_out examples as of the day."""
@@ -74,6 +85,8 @@ def onerec_daily():
         >> validate_bronze()
         >> sequences()
         >> validate_sequences()
+        >> feast_apply()
+        >> feast_materialize()
         >> training_examples()
         >> validate_training_examples()
         >> report()

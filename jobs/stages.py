@@ -40,6 +40,23 @@ def sequences(ds: str, run_conf: dict | None = None) -> dict:
     return job.run(settings_for_run(run_conf), _day(ds))
 
 
+def feast_apply(ds: str, run_conf: dict | None = None) -> dict:
+    """Register the Feast repo (idempotent); the plan of what changed is logged and returned."""
+    from jobs import feature_store
+
+    return feature_store.apply(settings_for_run(run_conf))
+
+
+def feast_materialize(ds: str, run_conf: dict | None = None) -> dict:
+    """Materialise the day into the online store, then check online == gold for a sample."""
+    from jobs import feature_store
+
+    cfg, day = settings_for_run(run_conf), _day(ds)
+    report = feature_store.materialize(cfg, day)
+    report["check"] = feature_store.check_online(cfg, day)
+    return json.loads(json.dumps(report, default=str))
+
+
 def training_examples(ds: str, run_conf: dict | None = None) -> dict:
     """History as of ``ds`` -> gold.training_examples[protocol, ds]."""
     from jobs import training_examples as job

@@ -8,7 +8,9 @@ EXPECTED_EDGES = [
     ("ingest", "validate_bronze"),
     ("validate_bronze", "sequences"),
     ("sequences", "validate_sequences"),
-    ("validate_sequences", "training_examples"),
+    ("validate_sequences", "feast_apply"),
+    ("feast_apply", "feast_materialize"),
+    ("feast_materialize", "training_examples"),
     ("training_examples", "validate_training_examples"),
     ("validate_training_examples", "report"),
 ]
@@ -36,7 +38,7 @@ def test_daily_dag_wiring_schedule_and_retries():
     assert edges == sorted(EXPECTED_EDGES)
     assert "onerec" in dag.tags
     assert dag.max_active_runs == 1
-    producing = {"ingest", "sequences", "training_examples"}
+    producing = {"ingest", "sequences", "feast_apply", "feast_materialize", "training_examples"}
     for t in dag.tasks:
         assert (t.retries > 0) == (t.task_id in producing | {"report"}), t.task_id
         assert t.doc_md or t.doc or t.python_callable.__doc__

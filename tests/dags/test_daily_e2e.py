@@ -96,6 +96,15 @@ def test_rerunning_a_day_changes_no_row(daily_run, tiny_cfg, spark):
         assert after[name] == before[name], f"{name} changed on re-run"
 
 
+def test_online_store_matches_the_gold_table(daily_run, tiny_cfg):
+    """The DAG materialised the last day and its own check compared online with gold."""
+    from jobs import feature_store
+
+    report = feature_store.check_online(tiny_cfg, daily_run["days"][-1])
+    assert report  # raises OnlineMismatch on any difference
+    assert (tiny_cfg.home_path / "feast").is_dir()
+
+
 def test_run_report_and_data_docs_exist(daily_run, tiny_cfg):
     reports = Path(tiny_cfg.resolve(tiny_cfg.reports_dir))
     page = reports / "runs" / daily_run["days"][1].isoformat() / "index.html"
