@@ -1,0 +1,69 @@
+"""Lifelong compression: <= N representatives, members of the input, deterministic, short users untouched."""
+
+from datetime import UTC, date, datetime
+
+import numpy as np
+import pytest
+from pyspark.testing import assertDataFrameEqual
+
+from jobs import delta, lifelong
+from jobs.schemas import ITEM_EMBEDDINGS, USER_FEATURES
+
+DS = date(2026, 10, 5)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_adaptive_execution(spark):
+    """AQE re-plans every stage: pure overhead on frames of a few rows (5x slower here)."""
+    before = spark.conf.get("spark.sql.adaptive.enabled")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    yield
+    spark.conf.set("spark.sql.adaptive.enabled", before)
+
+
+def _clustered(n, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = 5 * rng.standard_normal((7, 6))
+    truth = rng.integers(0, 7, n)
+    return centres[truth] + rng.standard_normal((n, 6)), truth
+
+
+@pytest.mark.parametrize("n,budget", [(500, 20), (500, 7), (50, 50), (50, 1), (2000, 300)])
+def test_representatives_are_few_members_and_deterministic(n, budget):
+    x, truth = _clustered(n)
+    reps = lifelong.hierarchical_representatives(x, budget, seed=3)
+    assert 1 <= len(reps) <= budget and len(set(reps)) == len(reps)
+    assert ((reps >= 0) & (reps < n)).all()
+    np.testing.assert_array_equal(reps, lifelong.hierarchical_representatives(x, budget, seed=3))
+    if budget >= 20:  # every dense region gets a representative
+        assert set(truth[reps]) == set(truth)
+
+
+def test_identical_vectors_do_not_recurse_forever():
+    reps = lifelong.hierarchical_representatives(np.ones((100, 4)), 5)
+    assert len(reps) == 5
+
+
+def test_run_compresses_long_users_only_and_is_idempotent(spark, lake_cfg):
+    life = lake_cfg.item.lifelong.model_copy(update={"max_representatives": 6})
+    cfg = lake_cfg.model_copy(update={"item": lake_cfg.item.model_copy(update={"lifelong": life})})
+    x, _ = _clustered(40, seed=1)
+    emb = [(f"i{k}", None, None, [float(v) for v in x[k]], "content", "h", "v", DS) for k in range(40)]
+    delta.overwrite(spark.createDataFrame(emb, ITEM_EMBEDDINGS), cfg.table_path("item_embeddings"))
+    long_seq = [f"i{k % 40}" for k in range(60)]  # 40 distinct items, repeats
+    ts = datetime(2026, 10, 6, tzinfo=UTC)
+    base = (1, 1, 1, 1, None, [], [], [], [], [], [], [], [])  # counts, attributes, short_*, positive_*
+    features = [
+        ("u1", ts, *base, long_seq, list(range(60)), DS),
+        ("u2", ts, *base, ["i3", "i1", "i3", "i2"], [1, 2, 3, 4], DS),
+    ]
+    delta.overwrite(spark.createDataFrame(features, USER_FEATURES), cfg.table_path("user_features"), ("ds",))
+    report = lifelong.run(cfg, DS, spark)
+    assert report["users"] == 2 and report["users_compressed"] == 1
+    out = {r.user_id: r for r in delta.read(spark, cfg.table_path("user_lifelong_compressed")).collect()}
+    assert out["u2"].item_ids == ["i1", "i3", "i2"] and out["u2"].n_source == 3  # by last occurrence
+    assert 1 <= len(out["u1"].item_ids) <= 6 and set(out["u1"].item_ids) <= set(long_seq)
+    assert out["u1"].n_source == 40 and len(set(out["u1"].item_ids)) == len(out["u1"].item_ids)
+    before = delta.read(spark, cfg.table_path("user_lifelong_compressed")).collect()
+    lifelong.run(cfg, DS, spark)
+    assertDataFrameEqual(delta.read(spark, cfg.table_path("user_lifelong_compressed")), before)
