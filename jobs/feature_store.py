@@ -285,6 +285,31 @@ def materialize(cfg: Settings, ds: date, full: bool = False) -> dict:
     return report
 
 
+def materialized_through(cfg: Settings) -> date | None:
+    """The latest day whose rows are online, from Feast's own materialisation intervals."""
+    ends = [fv.most_recent_end_time for fv in get_store(cfg).list_feature_views() if fv.most_recent_end_time]
+    if not ends:
+        return None
+    latest_end = max(e if e.tzinfo else e.replace(tzinfo=UTC) for e in ends).astimezone(UTC)
+    return latest_end.date() - timedelta(days=1)  # a day's window ends at the midnight after it
+
+
+def materialize_day(cfg: Settings, ds: date) -> dict:
+    """The DAG's step: materialise ``ds`` and check online == lake, unless a later day is online.
+
+    The online store holds the newest state. Re-running or backfilling an earlier day
+    must not put older values back (SQLite keeps the last write), so such a run leaves
+    the store as it is and says so; re-running the latest day rewrites the same values.
+    """
+    latest = materialized_through(cfg)
+    if latest is not None and ds < latest:
+        log.info("materialise ds=%s skipped: the online store already holds %s (newer)", ds, latest)
+        return {"ds": ds.isoformat(), "skipped": f"online store already holds {latest.isoformat()}"}
+    report = materialize(cfg, ds)
+    report["check"] = check_online(cfg, ds)
+    return report
+
+
 def _entities_in_window(spark: SparkSession, src, key: str, start: datetime, end: datetime) -> int:
     """How many entities Feast writes for ``src`` in [start, end] (its latest row per entity)."""
     fmt = "%Y-%m-%d %H:%M:%S"
