@@ -178,7 +178,7 @@ class AlignmentSettings(_Frozen):
     """The content -> behaviour alignment model (models/item_alignment.py)."""
 
     hidden: int = 256
-    dropout: float = 0.5
+    dropout: float = 0.2
     temperature: float = 0.1
     recon_weight: float = 0.5
     logq_correction: bool = True
@@ -197,7 +197,7 @@ class SemanticIdSettings(_Frozen):
     """RQ-KMeans semantic IDs (jobs/semantic_ids.py, models/rq_kmeans.py)."""
 
     levels: int = 3
-    # None: the power of two nearest sqrt(n_items), within [min, max] (see jobs/semantic_ids.py).
+    # None: the smallest power of two >= sqrt(n_items), within [min, max] (see jobs/semantic_ids.py).
     codes_per_level: int | None = None
     min_codes_per_level: int = 8
     max_codes_per_level: int = 8192

@@ -1,6 +1,6 @@
 """Per-item vectors: content (text, attributes, image), behaviour (item-pair graph), aligned embedding.
 
-    python -m jobs.item_embeddings --ds 2026-10-03 [--mode incremental|full]
+    python -m jobs.item_embeddings --ds 2026-10-03 [--mode auto|incremental|full]
 
 Catalogue = ``bronze.items`` plus items seen only in ``bronze.events`` (ID-only datasets such as
 Amazon Beauty have no item rows at all). For each item, ``gold.item_embeddings`` (MERGE on
@@ -21,12 +21,14 @@ Amazon Beauty have no item rows at all). For each item, ``gold.item_embeddings``
   pseudo-random unit vector (hash of the id) for an item with neither, replaced once it has pairs.
 
 Modes: ``full`` (weekly, or whenever no model exists yet) trains a new model version
-``v<YYYYMMDD of ds>-<config fingerprint>`` under ``<home>/artifacts/item_embeddings/`` (aligner safetensors + JSON,
-SVD spectrum and ridge map as safetensors, ``manifest.json`` with the alignment's held-out
-Recall@10 raw vs aligned) and re-embeds every item. ``incremental`` (daily) uses the newest
-version not after ``ds`` and embeds only new items, items whose ``content_hash`` changed and
-cold items that now have pairs. A re-run changes nothing: the MERGE updates a row only when its
-version, content hash or source differs, and a version's artifacts, once written, are reused.
+``v<YYYYMMDD of ds>-<config fingerprint>`` under ``<home>/artifacts/item_embeddings/``
+(aligner safetensors + JSON, spectrum and ridge map as safetensors, ``manifest.json`` with the
+alignment's held-out Recall@10, raw vs aligned) and re-embeds every item. ``incremental``
+(daily) uses the newest version of the same config not after ``ds`` and embeds only new items,
+items whose ``content_hash`` changed and cold items that now have pairs. ``auto`` (the default)
+is ``full`` when there is no version yet or the newest is ``full_refresh_days`` old, else
+``incremental``. A re-run changes nothing: the MERGE updates a row only when its version,
+content hash or source differs, and a version's artifacts, once written, are reused.
 """
 
 from __future__ import annotations
@@ -279,12 +281,10 @@ def assemble(
     emb, src = [], []
     for item in fallback:
         b = beh_vecs.get(item)
-        if b is None:
-            emb.append(cold_vector(item, dim))
-            src.append("cold")
-        else:
-            emb.append(_unit(b @ ridge) if ridge is not None else _unit(b))
-            src.append("behaviour")
+        v = None if b is None else _unit(b @ ridge) if ridge is not None else _unit(b)
+        usable = v is not None and np.linalg.norm(v) > 0.5
+        emb.append(v if usable else cold_vector(item, dim))
+        src.append("behaviour" if usable else "cold")
     side = pd.DataFrame({"item_id": fallback, "_emb": emb, "_src": src})
     side_df = spark.createDataFrame(side, "item_id string, _emb array<float>, _src string")
     bdf = pd.DataFrame({"item_id": list(beh_vecs), "behaviour_vector": [list(v) for v in beh_vecs.values()]})
@@ -320,7 +320,7 @@ def _behaviour(spark, cfg, mode, pairs, todo_ids, existing, vdir) -> dict:
         if not len(pairs):
             return {"vectors": {}, "sigma": np.zeros(dim, np.float32)}
         ids, vecs, sigma = behaviour_svd(pairs, dim, seed)
-        return {"vectors": dict(zip(ids.tolist(), vecs, strict=True)), "sigma": sigma}
+        return {"vectors": _usable(dict(zip(ids.tolist(), vecs, strict=True))), "sigma": sigma}
     sigma = load_file(str(vdir / BEHAVIOUR_FILE))["sigma"]
     todo = set(todo_ids)
     near = pairs[pairs["item_id"].isin(todo) | pairs["other_item_id"].isin(todo)]
@@ -336,7 +336,12 @@ def _behaviour(spark, cfg, mode, pairs, todo_ids, existing, vdir) -> dict:
     known = {
         r["item_id"]: np.asarray(r["behaviour_vector"], np.float32) for r in known_rows if r["item_id"] not in todo
     }
-    return {"vectors": fold_in(near, sorted(todo), known, sigma), "sigma": sigma}
+    return {"vectors": _usable(fold_in(near, sorted(todo), known, sigma)), "sigma": sigma}
+
+
+def _usable(vectors: dict) -> dict:
+    """Drop all-zero vectors (an item in a graph component the top eigenvectors miss): no signal."""
+    return {k: v for k, v in vectors.items() if np.linalg.norm(v) > 1e-9}
 
 
 def run(cfg: Settings, ds: date, spark: SparkSession | None = None, mode: str = "auto") -> dict:

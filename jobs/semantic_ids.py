@@ -19,10 +19,13 @@
   version than the codebook was fitted on (a new embedding space needs a new codebook), else
   ``encode``.
 
-``K`` per level: ``codes_per_level`` from the config, or (default) the power of two nearest
-``sqrt(n_items)``, clipped to ``[min_codes_per_level, max_codes_per_level]``. With 3 levels
-that leaves ``K^3 = n^1.5`` tuples for ``n`` items (few collisions) while each first-level
-code still holds ``~sqrt(n)`` items; for OneRec's ~10^8 items it gives 8192, the paper's ``K``.
+``K`` per level: ``codes_per_level`` from the config, or (default) the smallest power of two
+``>= sqrt(n_items)``, clipped to ``[min_codes_per_level, max_codes_per_level]``. With 3 levels
+that leaves ``K^3 >= n^1.5`` tuples for ``n`` items while a first-level code still holds
+``<= sqrt(n)`` items; for OneRec's ~10^8 items it hits the cap, 8192, the paper's ``K``.
+Residual levels are global, not per parent, so the tuples in use are far fewer than ``K^3``:
+on the bundled sample (400 items, MiniLM + alignment) 3 x 16 left 50% of items sharing their
+full tuple with another, 3 x 32 8.7%, 3 x 64 0.5% (balanced; plain: 27.5%, 5.2%, 3.0%).
 
 The numeric work runs on the driver (numpy/faiss) after collecting the embeddings: a catalogue
 of a few million items x 64 floats is a few hundred MB (x 384: ~1.5 GB per million), which the
@@ -73,10 +76,10 @@ def codebook_versions(root: Path, before_or_on: date) -> list[str]:
 
 
 def choose_k(n: int, s: SemanticIdSettings) -> int:
-    """Codes per level: the configured value, or the power of two nearest sqrt(n), clipped."""
+    """Codes per level: the configured value, or the smallest power of two >= sqrt(n), clipped."""
     if s.codes_per_level:
         return s.codes_per_level
-    k = 2 ** round(math.log2(max(1.0, math.sqrt(n))))
+    k = 2 ** math.ceil(math.log2(max(1.0, math.sqrt(n))))
     return int(min(max(k, s.min_codes_per_level), s.max_codes_per_level))
 
 

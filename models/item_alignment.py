@@ -5,15 +5,24 @@ OneRec's tokenizer (technical report, arXiv 2506.13695, the item-side section; s
 result to collaborative signal with in-batch InfoNCE over item pairs mined from behaviour (e.g.
 Swing pairs), and keeps content semantics with a caption-generation loss. Here:
 
-* **Fusion = an MLP over ``[text | attributes | image]``** (plus a linear skip). A QFormer's
-  learnable queries earn their keep when they compress *many* tokens (1280 per item in OneRec);
-  our inputs are three already-pooled vectors, where attention pooling over 3 "tokens" is an MLP
-  with extra steps. Swapping in token-level inputs later would be the time for queries.
+* **Fusion = an MLP over ``[text | attributes | image]``**, as a residual on the content's own
+  PCA projection (see ``ItemAligner``). A QFormer's learnable queries earn their keep when they
+  compress *many* tokens (1280 per item in OneRec); our inputs are three already-pooled vectors,
+  where attention pooling over 3 "tokens" is an MLP with extra steps. Token-level inputs (e.g.
+  per-frame image features) would be the time to switch to queries.
 * **Loss** = symmetric in-batch InfoNCE over pairs ``(a, b)`` at temperature ``tau`` (the other
   items of the batch are negatives; a row's own item appearing elsewhere in the batch is masked,
-  not counted as a negative) + ``recon_weight`` x (1 - cos) between the text block and a decoder's
-  reconstruction of it from the aligned vector -- the small stand-in for caption generation:
-  it keeps what the text says from being traded away for co-engagement alone.
+  not counted as a negative), with the logQ sampling-bias correction (in-batch negatives are
+  drawn in proportion to an item's pair count), + ``recon_weight`` x (1 - cos) between the text
+  block and a decoder's reconstruction of it from the aligned vector -- the small stand-in for
+  caption generation: it keeps what the text says from being traded away for co-engagement.
+* **Generalisation, not memorisation**: every item's content is nearly unique, so a fusion net
+  can learn the training pairs item by item and lose to the raw vectors on unseen pairs (a first
+  version did: 0.06-0.10 vs 0.17 Recall@10 on the sample's structure). What fixed it: the
+  residual-on-PCA form, dropout on the input features, the logQ correction, and early stopping
+  on a validation share of the training pairs (the best epoch's weights kept). Over 3 seeds,
+  held-out Recall@10 raw -> aligned: 0.195 -> 0.245 with MiniLM on the bundled sample's Swing
+  pairs (local config, 400 items), 0.201 -> 0.311 with the hashing encoder on the test's world.
 * **Evidence**: ``fit_and_evaluate`` holds out a share of the pairs and reports Recall@10 of the
   held-out partner among all items, for the raw content vectors and for the aligned ones.
 
@@ -51,7 +60,7 @@ class AlignmentConfig:
     image_dim: int = 64
     out_dim: int = 64
     hidden: int = 256
-    dropout: float = 0.5
+    dropout: float = 0.2
     temperature: float = 0.1
     recon_weight: float = 0.5
     logq_correction: bool = True
@@ -73,14 +82,19 @@ class AlignmentConfig:
 class ItemAligner(nn.Module):
     """``[text | attributes | image] -> unit vector (out_dim)``, plus a text decoder for the recon term.
 
-    Dropout on the *input* features matters most: each item's content is nearly unique, so an
-    unregularised fusion net memorises the training pairs item by item and loses to the raw
-    vectors on held-out pairs; dropping input features forces it to use what items share.
+    ``z = normalise(normalise((x - mu) P) + f(x))``: ``P`` is the content's own PCA basis (fixed
+    buffers, fitted by ``set_basis`` on the training items) and ``f`` an MLP whose last layer
+    starts at zero. At initialisation the output *is* the content embedding, with all its
+    spread; training adds the behaviour correction and early stopping decides how far it goes.
+    A free MLP instead collapsed the sample's items onto their ~8 topic directions (189 item
+    pairs above cosine 0.99, and semantic-ID collisions to match) for no retrieval gain.
     """
 
     def __init__(self, cfg: AlignmentConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.register_buffer("mu", torch.zeros(cfg.in_dim))
+        self.register_buffer("proj", torch.zeros(cfg.in_dim, cfg.out_dim))
         self.drop = nn.Dropout(cfg.dropout)
         self.mlp = nn.Sequential(
             nn.Linear(cfg.in_dim, cfg.hidden),
@@ -89,12 +103,27 @@ class ItemAligner(nn.Module):
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.hidden, cfg.out_dim),
         )
-        self.skip = nn.Linear(cfg.in_dim, cfg.out_dim, bias=False)
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
         self.decoder = nn.Sequential(nn.Linear(cfg.out_dim, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.text_dim))
 
+    @torch.no_grad()
+    def set_basis(self, content: np.ndarray) -> None:
+        """``mu`` = mean content, ``P`` = top principal directions (seeded random ones if too few items)."""
+        x = np.asarray(content, dtype=np.float64)
+        mu = x.mean(axis=0) if len(x) else np.zeros(self.cfg.in_dim)
+        rng = np.random.default_rng(self.cfg.seed)
+        basis = np.linalg.qr(rng.standard_normal((self.cfg.in_dim, self.cfg.out_dim)))[0]
+        if len(x) > 1:
+            _, _, vt = np.linalg.svd(x - mu, full_matrices=False)
+            r = min(self.cfg.out_dim, len(vt))
+            basis[:, :r] = vt[:r].T
+        self.mu.copy_(torch.from_numpy(mu.astype(np.float32)))
+        self.proj.copy_(torch.from_numpy(basis.astype(np.float32)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop(x)
-        return F.normalize(self.mlp(x) + self.skip(x), dim=-1)
+        base = F.normalize((x - self.mu) @ self.proj, dim=-1)
+        return F.normalize(base + self.mlp(self.drop(x)), dim=-1)
 
     def reconstruct(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
@@ -152,6 +181,7 @@ def train(
     """
     torch.manual_seed(cfg.seed)
     model = ItemAligner(cfg)
+    model.set_basis(content)
     x = torch.from_numpy(np.ascontiguousarray(content, dtype=np.float32))
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if len(pairs) == 0:

@@ -102,6 +102,6 @@ def test_new_codebook_version_writes_old_to_new_mapping(spark, lake_cfg):
 
 def test_choose_k_follows_sqrt_n_within_bounds(lake_cfg):
     s = lake_cfg.item.semantic_ids
-    assert semantic_ids.choose_k(400, s) == 16 and semantic_ids.choose_k(12_000, s) == 128
+    assert semantic_ids.choose_k(400, s) == 32 and semantic_ids.choose_k(12_000, s) == 128
     assert semantic_ids.choose_k(10, s) == s.min_codes_per_level
     assert semantic_ids.choose_k(10**9, s) == s.max_codes_per_level
