@@ -55,7 +55,8 @@ from conf.settings import REPO_ROOT, PositiveRule, Settings, TableSpec, load_set
 from jobs.schemas import FLAG_BITS, HISTORY_EVENT
 
 DEFAULT_SIZES = (1_000_000, 10_000_000)
-DEFAULT_ML100K = Path("/work/shared/data/ml-100k")
+# The development copy beside the clone (../shared); absent elsewhere, and then skipped.
+DEFAULT_ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 DEFAULT_OUT = REPO_ROOT / "var" / "reports" / "bench"
 START = date(2026, 10, 1)
 MIB = 2**20
