@@ -283,11 +283,13 @@ def assemble(
         b = beh_vecs.get(item)
         v = None if b is None else _unit(b @ ridge) if ridge is not None else _unit(b)
         usable = v is not None and np.linalg.norm(v) > 0.5
-        emb.append(v if usable else cold_vector(item, dim))
+        # Plain Python floats: without Arrow, createDataFrame rejects numpy scalars in array<float>.
+        emb.append(np.asarray(v if usable else cold_vector(item, dim), dtype=np.float64).tolist())
         src.append("behaviour" if usable else "cold")
     side = pd.DataFrame({"item_id": fallback, "_emb": emb, "_src": src})
     side_df = spark.createDataFrame(side, "item_id string, _emb array<float>, _src string")
-    bdf = pd.DataFrame({"item_id": list(beh_vecs), "behaviour_vector": [list(v) for v in beh_vecs.values()]})
+    vectors = [np.asarray(v, dtype=np.float64).tolist() for v in beh_vecs.values()]
+    bdf = pd.DataFrame({"item_id": list(beh_vecs), "behaviour_vector": vectors})
     beh_df = spark.createDataFrame(bdf, "item_id string, behaviour_vector array<float>")
     out = content.join(beh_df, "item_id", "left").join(side_df, "item_id", "left")
     out = out.select(
