@@ -30,7 +30,7 @@ full tuple with another, 3 x 32 8.7%, 3 x 64 0.5% (balanced; plain: 27.5%, 5.2%,
 The numeric work runs on the driver (numpy/faiss) after collecting the embeddings: a catalogue
 of a few million items x 64 floats is a few hundred MB (x 384: ~1.5 GB per million), which the
 driver holds; reads and writes go through Delta. Re-runs are idempotent: ``full`` skips the fit
-when the version's codebook was fitted on identical inputs (same fingerprint), ``encode`` finds
+when the version's codebook was fitted on identical inputs and config, ``encode`` finds
 no item without an ID.
 """
 
@@ -133,16 +133,12 @@ def _run_full(spark: SparkSession, cfg: Settings, ds: date, emb: DataFrame, emb_
     ids, x = collect_embeddings(emb)
     fingerprint = codebook_io.input_fingerprint(x, ids)
     vdir = root / version
-    if (vdir / codebook_io.MANIFEST_FILE).is_file() and codebook_io.read_manifest(vdir)[
-        "input_fingerprint"
-    ] == fingerprint:
-        log.info(
-            "semantic_ids ds=%s: codebook %s already fitted on these %d embeddings; nothing to do",
-            ds,
-            version,
-            len(ids),
-        )
-        return {"codebook_version": version, "items": int(len(ids)), "skipped": True}
+    wanted = dataclasses.asdict(rq_config(s, choose_k(len(x), s), s.balanced))
+    if (vdir / codebook_io.MANIFEST_FILE).is_file():
+        done = codebook_io.read_manifest(vdir)
+        if done["input_fingerprint"] == fingerprint and done["config"] == wanted:
+            log.info("semantic_ids ds=%s: codebook %s already fitted on these inputs; nothing to do", ds, version)
+            return {"codebook_version": version, "items": int(len(ids)), "skipped": True}
     codebook, codes, report = fit_codebook(x, ids, s)
     report["embedding_version"] = emb_version
     spec = cfg.table("item_sids")
