@@ -4,7 +4,7 @@
 
 Two items are *co-engaged* by a user when both appear within ``window_positions`` positions
 of the user's sequence over the trailing ``window_days`` days ending on ``ds`` (positives only
-by default) and, with ``session_gap_minutes`` set, no gap of that length separates them (same
+by default, where an event without any feedback signal -- ID-only logs -- counts as positive) and, with ``session_gap_minutes`` set, no gap of that length separates them (same
 session). History comes from ``silver.user_history`` filtered to ``event_date <= ds``, so a
 backfill never sees the future. Each user counts once per pair.
 
@@ -53,12 +53,22 @@ from jobs.schemas import ITEM_PAIRS, USER_HISTORY
 log = logging.getLogger(__name__)
 
 
+# An interaction that carries no feedback signal at all (no rating, play time or flag: a review
+# or purchase log such as Amazon's) is implicit positive feedback in itself.
+IMPLICIT = "(e.rating IS NULL AND e.play_seconds IS NULL AND coalesce(e.flags, 0) = 0)"
+
+
 def build_window_sequences(
     history: DataFrame, ds: date, window_days: int, positives_only: bool, max_events: int
 ) -> DataFrame:
-    """``(user_id, items, ts)``: each user's events in ``(ds - window_days, ds]``, in order, capped."""
+    """``(user_id, items, ts)``: each user's events in ``(ds - window_days, ds]``, in order, capped.
+
+    ``positives_only`` keeps positive events and signal-free (implicit) ones.
+    """
     lo, hi = delta.date_literal(ds - timedelta(days=window_days - 1)), delta.date_literal(ds)
-    keep = f"e.event_date BETWEEN {lo} AND {hi}" + (" AND coalesce(e.positive, false)" if positives_only else "")
+    keep = f"e.event_date BETWEEN {lo} AND {hi}"
+    if positives_only:
+        keep += f" AND (coalesce(e.positive, false) OR {IMPLICIT})"
     arr = F.expr(f"filter(events, e -> {keep})")
     capped = F.when(F.size(arr) > max_events, F.slice(arr, F.size(arr) - max_events + 1, max_events)).otherwise(arr)
     out = history.select("user_id", capped.alias("_ev")).where(F.size("_ev") > 0)

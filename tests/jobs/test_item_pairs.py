@@ -22,13 +22,14 @@ def no_adaptive_execution(spark):
 
 
 def _history(spark, seqs: dict[str, list[tuple[str, int]]]):
-    """user -> [(item, minutes after 08:00 on DS)], all positive."""
+    """user -> [(item, minutes after 08:00 on DS[, "implicit" | "negative"])], positive by default."""
     rows = []
     for user, evs in seqs.items():
         events = []
-        for item, minutes in evs:
+        for item, minutes, *kind in evs:
             ts = datetime(DS.year, DS.month, DS.day, 8, tzinfo=UTC) + timedelta(minutes=minutes)
-            events.append((ts, item, ts.date(), 5.0, 10.0, 10.0, 0, True))
+            signals = {"implicit": (None, None, None, 0, False), "negative": (1.0, 1.0, 10.0, 0, False)}
+            events.append((ts, item, ts.date(), *signals.get(kind[0] if kind else "", (5.0, 10.0, 10.0, 0, True))))
         events.sort()
         rows.append((user, events, {DS: len(events)}, events[0][0], events[-1][0]))
     return spark.createDataFrame(rows, USER_HISTORY)
@@ -44,6 +45,7 @@ SEQS = {
     "u6": [("P", 0), ("Q", 1), ("R", 2), ("S", 3)],  # S is 3 positions after P
     # an old event outside a 1-day window
     "u7": [("A", -3 * 24 * 60), ("Z", -3 * 24 * 60 + 1)],
+    "u8": [("K", 0, "implicit"), ("L", 1, "implicit"), ("M", 2, "negative")],  # no signals = positive
 }
 
 
@@ -55,6 +57,7 @@ def test_pairs_respect_window_session_and_rank_known_pairs_first(spark):
     assert ("u5", "X", "Y") not in user_pairs  # session break
     assert ("u6", "P", "R") in user_pairs and ("u6", "P", "S") not in user_pairs  # window of 2
     assert not any(u == "u7" for u, _, _ in user_pairs)  # outside the 1-day window
+    assert ("u8", "K", "L") in user_pairs and ("u8", "L", "M") not in user_pairs  # implicit yes, negative no
 
     for method in ("swing", "cosine"):
         p = params.model_copy(update={"method": method})
