@@ -60,6 +60,9 @@ class OneRecConfig:
     kv_sets: int = 1
     kv_split: int = 1
     session_len: int = 1  # items per target: 1 = point-wise, > 1 = session-wise
+    # Label smoothing of the per-level code softmax: codes are a coarse, noisy clustering (many
+    # next items are near-equally plausible), so a peaked target over-fits Beauty's 130k examples.
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         positive = ("levels", "codes_per_level", "n_items", "d_model", "n_heads", "n_kv_heads", "n_dec_layers")
@@ -147,6 +150,13 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "var/models/run"
     resume: bool = False
+    # Model selection on the *valid* split only: best checkpoint by ``select_by``; stop once
+    # ``patience`` validations in a row bring no improvement (0 = never stop early).
+    select_by: str = "ndcg@10"
+    patience: int = 0
+    # Beam width for the final (test) scoring; 0 = ``beam_size``. Validation runs at the narrower
+    # ``beam_size`` because it runs many times (the cheap validation schedule the issue asks for).
+    test_beam_size: int = 0
 
     def __post_init__(self) -> None:
         if self.dtype not in ("fp32", "bf16"):

@@ -36,66 +36,11 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from models import checkpoint, data, evaluate, flops
-from models.beam import SemanticIdTrie
-from models.config import OneRecConfig, SASRecConfig, TrainConfig, preset
+from models.config import OneRecConfig, TrainConfig, preset
 from models.moe import update_moe_biases
 from models.onerec import build
 from models.sasrec import SASRec
-
-SELECT_BY = "ndcg@10"  # validation metric for best-checkpoint selection
-
-
-class SASRecTask:
-    """Batches, FLOPs and evaluation for SASRec."""
-
-    def __init__(self, loo: data.LeaveOneOut, cfg: SASRecConfig, tc: TrainConfig) -> None:
-        self.loo, self.cfg, self.tc = loo, cfg, tc
-        self.windows = data.sasrec_windows(loo.train, cfg.max_len)
-        self.n_examples = len(self.windows)
-
-    def batch(self, idx: list[int]) -> dict[str, torch.Tensor]:
-        return data.sasrec_batch(self.windows, idx)
-
-    def tokens(self, batch: dict[str, torch.Tensor]) -> int:
-        return int((batch["target"] > 0).sum())
-
-    def flops(self, batch: dict[str, torch.Tensor]) -> float:
-        b, t = batch["input"].shape
-        return flops.train_flops(b * flops.sasrec_forward_flops(self.cfg, t, self.tokens(batch) / b))
-
-    def evaluate(self, model: nn.Module, split: str, limit: int | None = None) -> dict[str, Any]:
-        ctx, target = getattr(self.loo, split), getattr(self.loo, f"{split}_target")
-        if limit:
-            ctx = data.Ragged(ctx.values[: ctx.offsets[limit]], ctx.offsets[: limit + 1], None)
-            target = target[:limit]
-        return evaluate.evaluate_sasrec(model, ctx, target, self.tc.eval_batch_size, self.tc.device)
-
-
-class OneRecTask:
-    """Batches, FLOPs and beam-search evaluation for a generator."""
-
-    def __init__(self, loo: data.LeaveOneOut, cfg: OneRecConfig, tc: TrainConfig, codes: np.ndarray) -> None:
-        self.loo, self.cfg, self.tc, self.codes = loo, cfg, tc, codes
-        self.trie = SemanticIdTrie.from_item_codes(codes, cfg.level_sizes)
-        self.train = data.training_examples(loo, cfg)
-        self.n_examples = len(self.train)
-
-    def batch(self, idx: list[int]) -> dict[str, torch.Tensor]:
-        return data.onerec_batch(self.train, idx, self.cfg, self.codes)
-
-    def tokens(self, batch: dict[str, torch.Tensor]) -> int:
-        return batch["target_codes"].numel()
-
-    def flops(self, batch: dict[str, torch.Tensor]) -> float:
-        return flops.train_flops(len(batch["target_codes"]) * flops.onerec_forward_flops(self.cfg))
-
-    def evaluate(self, model: nn.Module, split: str, limit: int | None = None) -> dict[str, Any]:
-        ex = data.eval_examples(self.loo, split, self.cfg)
-        if limit:
-            ex = dataclasses.replace(ex, rows=ex.rows[:limit], ends=ex.ends[:limit], targets=ex.targets[:limit],
-                                     users=ex.users[:limit])  # fmt: skip
-        return evaluate.evaluate_onerec(model, ex, self.codes, self.trie, self.tc.beam_size,
-                                        self.tc.eval_batch_size, self.tc.device)  # fmt: skip
+from models.tasks import OneRecTask, SASRecTask  # noqa: F401  (re-exported: callers import them from here)
 
 
 def configure_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
@@ -181,10 +126,20 @@ def train(model: nn.Module, task: Any, tc: TrainConfig, model_config: Any, versi
                 window["t0"] += time.perf_counter() - paused  # throughput counts training time only
             if step >= total or (stop_after is not None and step >= stop_after):
                 break
+            if _patience_spent(tc, step, best_valid):
+                total = step  # early stop: finish (test on the best checkpoint) as if scheduled
+                break
     bar.close()
     if step < total:  # stopped early on purpose (tests): like a kill, leave the checkpoints as they are
         return {"stopped_at": step}
     return _finish(model, task, tc, versions, best_valid, last_log, rank, autocast, time.perf_counter() - start_wall)
+
+
+def _patience_spent(tc: TrainConfig, step: int, best_valid: dict) -> bool:
+    """``patience`` validations since the best one (a function of the step: survives a resume)."""
+    if not tc.patience or step % tc.eval_every or "step" not in best_valid:
+        return False
+    return (step - best_valid["step"]) // tc.eval_every >= tc.patience
 
 
 def _wrap_ddp(model: nn.Module) -> nn.Module:
@@ -198,7 +153,7 @@ def _wrap_ddp(model: nn.Module) -> nn.Module:
 
 def _evaluate_and_save(model, opt, task, tc, model_config, versions, step, best, best_valid, rank, world,
                        autocast, eval_limit, final):  # fmt: skip
-    """Rank 0 validates (on ``eval_every``), keeps ``best/`` by ``SELECT_BY`` and refreshes ``last/``."""
+    """Rank 0 validates (on ``eval_every``), keeps ``best/`` by ``tc.select_by`` and refreshes ``last/``."""
     out = Path(tc.out_dir)
     if rank == 0:
         if step % tc.eval_every == 0 or final:
@@ -206,8 +161,8 @@ def _evaluate_and_save(model, opt, task, tc, model_config, versions, step, best,
                 valid = task.evaluate(model, "valid", eval_limit)
             with open(out / "train_log.jsonl", "a") as f:
                 f.write(json.dumps({"step": step, "valid": valid}) + "\n")
-            if valid[SELECT_BY] > best:
-                best, best_valid = valid[SELECT_BY], {**valid, "step": step}
+            if valid[tc.select_by] > best:
+                best, best_valid = valid[tc.select_by], {**valid, "step": step}
                 checkpoint.save(out / "best", model, model_config=model_config, train_config=tc, step=step,
                                 metrics=best_valid, best_metric=best, versions=versions, rng=False)  # fmt: skip
         checkpoint.save(out / "last", model, model_config=model_config, optimizer=opt, train_config=tc, step=step,
@@ -225,9 +180,9 @@ def _finish(model, task, tc, versions, best_valid, last_log, rank, autocast, wal
     if (out / "best" / checkpoint.CONFIG_FILE).exists():
         checkpoint.load(out / "best", model)
     with autocast:
-        test = task.evaluate(model, "test")
+        test = task.evaluate(model, "test", beam_size=tc.test_beam_size or None)
     result = {"valid": best_valid, "test": test, "train": {**last_log, "wall_s": wall_s}, "versions": versions,
-              "selected_by": f"valid {SELECT_BY}"}  # fmt: skip
+              "selected_by": f"valid {tc.select_by}"}  # fmt: skip
     evaluate.write_metrics(out / "metrics.json", result)
     return result
 
@@ -297,6 +252,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("eval-every", int),
         ("ckpt-every", int),
         ("beam-size", int),
+        ("test-beam-size", int),
+        ("patience", int),
+        ("select-by", str),
         ("seed", int),
         ("device", str),
         ("dtype", str),
@@ -313,7 +271,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     p = preset(args.preset)
-    keys = ("steps", "epochs", "batch_size", "lr", "eval_every", "ckpt_every", "beam_size", "seed", "device", "dtype")
+    keys = ("steps", "epochs", "batch_size", "lr", "eval_every", "ckpt_every", "beam_size", "seed", "device", "dtype",
+            "test_beam_size", "patience", "select_by")  # fmt: skip
     overrides = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     tc = dataclasses.replace(p.train, **overrides, resume=args.resume, out_dir=args.out or p.train.out_dir)
     if world > 1:

@@ -1,0 +1,75 @@
+"""What the training loop needs per model: batches, token and FLOP counts, and evaluation.
+
+``SASRecTask`` and ``OneRecTask`` adapt one model family each to ``models.train.train``; they
+also serve the benchmark (``bench/quality.py``), which builds them in-process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models import data, evaluate, flops
+from models.beam import SemanticIdTrie
+from models.config import OneRecConfig, SASRecConfig, TrainConfig
+
+
+class SASRecTask:
+    """Batches, FLOPs and evaluation for SASRec."""
+
+    def __init__(self, loo: data.LeaveOneOut, cfg: SASRecConfig, tc: TrainConfig) -> None:
+        self.loo, self.cfg, self.tc = loo, cfg, tc
+        self.windows = data.sasrec_windows(loo.train, cfg.max_len)
+        self.n_examples = len(self.windows)
+
+    def batch(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        return data.sasrec_batch(self.windows, idx)
+
+    def tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        return int((batch["target"] > 0).sum())
+
+    def flops(self, batch: dict[str, torch.Tensor]) -> float:
+        b, t = batch["input"].shape
+        return flops.train_flops(b * flops.sasrec_forward_flops(self.cfg, t, self.tokens(batch) / b))
+
+    def evaluate(self, model: nn.Module, split: str, limit: int | None = None,
+                 beam_size: int | None = None) -> dict[str, Any]:  # fmt: skip
+        """Full-ranking metrics on ``split`` (``beam_size`` is accepted and unused: no beam here)."""
+        ctx, target = getattr(self.loo, split), getattr(self.loo, f"{split}_target")
+        if limit:
+            ctx = data.Ragged(ctx.values[: ctx.offsets[limit]], ctx.offsets[: limit + 1], None)
+            target = target[:limit]
+        return evaluate.evaluate_sasrec(model, ctx, target, self.tc.eval_batch_size, self.tc.device)
+
+
+class OneRecTask:
+    """Batches, FLOPs and beam-search evaluation for a generator."""
+
+    def __init__(self, loo: data.LeaveOneOut, cfg: OneRecConfig, tc: TrainConfig, codes: np.ndarray) -> None:
+        self.loo, self.cfg, self.tc, self.codes = loo, cfg, tc, codes
+        self.trie = SemanticIdTrie.from_item_codes(codes, cfg.level_sizes)
+        self.train = data.training_examples(loo, cfg)
+        self.n_examples = len(self.train)
+
+    def batch(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        return data.onerec_batch(self.train, idx, self.cfg, self.codes)
+
+    def tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["target_codes"].numel()
+
+    def flops(self, batch: dict[str, torch.Tensor]) -> float:
+        return flops.train_flops(len(batch["target_codes"]) * flops.onerec_forward_flops(self.cfg))
+
+    def evaluate(self, model: nn.Module, split: str, limit: int | None = None,
+                 beam_size: int | None = None) -> dict[str, Any]:  # fmt: skip
+        """Metrics on ``split``, first ``limit`` users; ``beam_size`` overrides the config's."""
+        ex = data.eval_examples(self.loo, split, self.cfg)
+        if limit:
+            ex = dataclasses.replace(ex, rows=ex.rows[:limit], ends=ex.ends[:limit], targets=ex.targets[:limit],
+                                     users=ex.users[:limit])  # fmt: skip
+        return evaluate.evaluate_onerec(model, ex, self.codes, self.trie, beam_size or self.tc.beam_size,
+                                        self.tc.eval_batch_size, self.tc.device, greedy=split == "test")  # fmt: skip
