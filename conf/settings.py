@@ -207,6 +207,9 @@ class SemanticIdSettings(_Frozen):
     seed: int = 0
     # Also fit plain (unbalanced) RQ-KMeans on the same vectors and record both in the metrics.
     compare_plain: bool = True
+    # GX (expectations/suites.py): each level of the current codebook must use at least this share
+    # of its K codes; below it the tokenizer has collapsed (many items behind few codes).
+    min_utilisation: float = 0.25
 
 
 class LifelongSettings(_Frozen):
@@ -262,6 +265,7 @@ DEFAULT_TABLES: dict[str, TableSpec] = {
     "user_lifelong_compressed": TableSpec(
         name="user_lifelong_compressed", layer="gold", partition_by=("ds",), keys=("user_id", "ds")
     ),
+    "item_stats": TableSpec(name="item_stats", layer="gold", partition_by=("ds",), keys=("item_id", "ds")),
 }
 
 

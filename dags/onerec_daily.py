@@ -1,9 +1,20 @@
 """onerec_daily: the daily data plane of the generative recommender.
 
-ingest -> validate_bronze -> sequences -> validate_sequences -> feast_apply ->
-feast_materialize (checks online == gold) -> training_examples ->
-validate_training_examples -> report. Each task calls one function of
-``jobs.stages``; the work lives in ``jobs/`` and ``expectations/``. Run conf:
+User side: ingest -> validate_bronze -> sequences -> validate_sequences.
+Item side, after the sequences (pairs read silver.user_history):
+item_pairs -> validate_item_pairs -> item_alignment -> item_embeddings ->
+validate_item_embeddings -> semantic_ids -> validate_item_sids -> lifelong ->
+validate_lifelong; item_stats -> validate_item_stats runs beside them (bronze only).
+Then feast_apply -> feast_materialize (user and item views; checks online == gold)
+-> training_examples -> validate_training_examples -> report.
+
+``item_alignment`` comes before ``item_embeddings``: it trains an alignment model only
+when none exists for the embedding config (the first day; otherwise it is skipped with
+the reason logged, and ``onerec_codebook_weekly`` retrains), and a new model re-embeds
+the catalogue, so the daily ``item_embeddings`` then embeds only new or changed items
+with a model that exists. ``semantic_ids`` encodes new items with the current codebook
+(a full fit only when there is none). Each task calls one function of ``jobs.stages``;
+the work lives in ``jobs/`` and ``expectations/``. Run conf:
 ``{"config": "local", "set": ["source.format=movielens_atomic", ...]}``.
 A critical data-quality failure stops everything downstream of it.
 """
@@ -22,6 +33,14 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
 }
+
+
+def _asset(table: str) -> Asset:
+    """The Asset other DAGs can schedule on; named like the lake table (layer/name)."""
+    from conf.settings import DEFAULT_TABLES
+
+    spec = DEFAULT_TABLES[table]
+    return Asset(f"onerec://{spec.layer}/{spec.name}")
 
 
 @dag(
@@ -55,14 +74,69 @@ def onerec_daily():
         """GX checkpoints for user_history and user_features."""
         return stages.validate(["user_history", "user_features"], ds, dag_run.conf)
 
+    @task(outlets=[_asset("item_pairs")])
+    def item_pairs(ds=None, dag_run=None):
+        """Co-engagement pairs (Swing) over the trailing window -> gold.item_pairs[ds]."""
+        return stages.item_pairs(ds, dag_run.conf)
+
+    @task(retries=0)
+    def validate_item_pairs(ds=None, dag_run=None):
+        """GX checkpoint for item_pairs (no self pairs, scores positive, top-k per item)."""
+        return stages.validate(["item_pairs"], ds, dag_run.conf)
+
+    @task
+    def item_alignment(ds=None, dag_run=None):
+        """Train the alignment model (and re-embed) only when none exists; else skipped, reason logged."""
+        return stages.item_alignment(ds, dag_run.conf)
+
+    @task(outlets=[_asset("item_embeddings")])
+    def item_embeddings(ds=None, dag_run=None):
+        """Embed new, changed and newly-warm items with the current model -> gold.item_embeddings."""
+        return stages.item_embeddings(ds, dag_run.conf)
+
+    @task(retries=0)
+    def validate_item_embeddings(ds=None, dag_run=None):
+        """GX checkpoint for item_embeddings (width, no NaN/inf, unit norm)."""
+        return stages.validate(["item_embeddings"], ds, dag_run.conf)
+
+    @task(outlets=[_asset("item_sids")])
+    def semantic_ids(ds=None, dag_run=None):
+        """Encode new items with the current codebook (full fit only when none) -> gold.item_sids."""
+        return stages.semantic_ids(ds, dag_run.conf)
+
+    @task(retries=0)
+    def validate_item_sids(ds=None, dag_run=None):
+        """GX checkpoint for the current codebook's item_sids (unique tuples, codes in range, utilisation)."""
+        return stages.validate(["item_sids"], ds, dag_run.conf)
+
+    @task(outlets=[_asset("user_lifelong_compressed")])
+    def lifelong(ds=None, dag_run=None):
+        """Compress active users' lifelong sequences to <= N representatives -> gold.user_lifelong_compressed."""
+        return stages.lifelong(ds, dag_run.conf)
+
+    @task(retries=0)
+    def validate_lifelong(ds=None, dag_run=None):
+        """GX checkpoint for user_lifelong_compressed (cap)."""
+        return stages.validate(["user_lifelong_compressed"], ds, dag_run.conf)
+
+    @task(outlets=[_asset("item_stats")])
+    def item_stats(ds=None, dag_run=None):
+        """Interactions, users, positive rate, first/last seen of the day's items -> gold.item_stats[ds]."""
+        return stages.item_stats(ds, dag_run.conf)
+
+    @task(retries=0)
+    def validate_item_stats(ds=None, dag_run=None):
+        """GX checkpoint for item_stats."""
+        return stages.validate(["item_stats"], ds, dag_run.conf)
+
     @task
     def feast_apply(ds=None, dag_run=None):
         """Register the Feast repo over the gold tables (idempotent, plan logged)."""
         return stages.feast_apply(ds, dag_run.conf)
 
-    @task(outlets=[Asset("onerec://online/user_features")])
+    @task(outlets=[Asset("onerec://online/user_features"), Asset("onerec://online/item_features")])
     def feast_materialize(ds=None, dag_run=None):
-        """Materialise the day online, then check online values equal the gold table's."""
+        """Materialise the day's user and item rows online, then check online values equal the lake's."""
         return stages.feast_materialize(ds, dag_run.conf)
 
     @task(outlets=[Asset("onerec://gold/training_examples")])
@@ -77,20 +151,26 @@ def onerec_daily():
 
     @task
     def report(ds=None, dag_run=None):
-        """The day's HTML + JSON run report under the reports folder."""
+        """The day's HTML + JSON run report under the reports folder (codebook section included)."""
         return stages.report(ds, dag_run.conf)
 
+    bronze_ok = ingest() >> validate_bronze()
+    pairs, items_done = item_pairs(), validate_lifelong()
+    bronze_ok >> sequences() >> validate_sequences() >> pairs
     (
-        ingest()
-        >> validate_bronze()
-        >> sequences()
-        >> validate_sequences()
-        >> feast_apply()
-        >> feast_materialize()
-        >> training_examples()
-        >> validate_training_examples()
-        >> report()
+        pairs
+        >> validate_item_pairs()
+        >> item_alignment()
+        >> item_embeddings()
+        >> validate_item_embeddings()
+        >> semantic_ids()
+        >> validate_item_sids()
+        >> lifelong()
+        >> items_done
     )
+    stats_done = bronze_ok >> item_stats() >> validate_item_stats()
+    online = [items_done, stats_done] >> feast_apply() >> feast_materialize()
+    online >> training_examples() >> validate_training_examples() >> report()
 
 
 onerec_daily()

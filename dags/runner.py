@@ -1,9 +1,10 @@
-"""Run ``onerec_daily`` through real Airflow for one day, every day of a dataset, or a range.
+"""Run ``onerec_daily`` (or ``onerec_codebook_weekly``) through Airflow for one day, all days or a range.
 
     python -m dags.runner run                       # every day of the bundled sample
     python -m dags.runner run --ds 2026-10-05       # one day
     python -m dags.runner run --data DIR --format movielens_atomic
     python -m dags.runner backfill --start 2026-10-01 --end 2026-10-07 [--order reverse]
+    python -m dags.runner run --dag onerec_codebook_weekly --ds 2026-10-07   # weekly rebuild, by hand
 
 Each day is one ``dag.test()`` run (what ``airflow dags test`` does) against the
 Airflow metadata DB of the config (SQLite under ``$ONEREC_HOME/airflow`` by
@@ -27,6 +28,7 @@ from conf.settings import REPO_ROOT, Settings
 
 log = logging.getLogger("onerec.runner")
 DAG_ID = "onerec_daily"
+DAG_IDS = ("onerec_daily", "onerec_codebook_weekly")
 
 
 def airflow_env(cfg: Settings) -> dict[str, str]:
@@ -76,22 +78,22 @@ def dataset_days(cfg: Settings) -> list[date]:
     return loader.event_dates(get_spark(cfg), cfg.resolve(cfg.source.path), cfg.source.base_date)
 
 
-def run_days(cfg: Settings, days: list[date], run_conf: dict) -> list[tuple[date, str]]:
-    """dag.test() each day in the given order; returns (day, state) per day."""
+def run_days(cfg: Settings, days: list[date], run_conf: dict, dag_id: str = DAG_ID) -> list[tuple[date, str]]:
+    """dag.test() each day in the given order (``dag_id``: one of ``DAG_IDS``); returns (day, state) per day."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
-    dag = bag.dags[DAG_ID]
+    dag = bag.dags[dag_id]
     results = []
     for i, day in enumerate(days, 1):
         t0 = time.time()
         logical = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        print(f"[{i}/{len(days)}] {DAG_ID} ds={day} ...", flush=True)
+        print(f"[{i}/{len(days)}] {dag_id} ds={day} ...", flush=True)
         dag_run = dag.test(logical_date=logical, run_conf=run_conf)
         state = str(getattr(dag_run, "state", "unknown"))
-        print(f"[{i}/{len(days)}] {DAG_ID} ds={day}: {state} in {time.time() - t0:.1f}s", flush=True)
+        print(f"[{i}/{len(days)}] {dag_id} ds={day}: {state} in {time.time() - t0:.1f}s", flush=True)
         results.append((day, state))
         if "success" not in state:
             break
@@ -108,6 +110,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--end", type=date.fromisoformat, help="backfill: last day (inclusive)")
     parser.add_argument("--order", choices=["forward", "reverse", "shuffled"], default="forward", help="backfill order")
     parser.add_argument("--limit-days", type=int, default=None, help="run only the first N days of the dataset")
+    parser.add_argument("--dag", choices=DAG_IDS, default=DAG_ID, help=f"which DAG to run (default {DAG_ID})")
     return parser.parse_args(argv)
 
 
@@ -138,13 +141,13 @@ def main(argv: list[str] | None = None) -> None:
         overrides.append(f"source.format={args.format}")
     run_conf = {"config": args.config, "set": overrides}
     t0 = time.time()
-    results = run_days(cfg, days, run_conf)
+    results = run_days(cfg, days, run_conf, args.dag)
     failed = [(d, s) for d, s in results if "success" not in s]
     reports = Path(cfg.resolve(cfg.reports_dir))
     print(f"\n{len(results)} day(s) in {time.time() - t0:.0f}s; lake: {cfg.resolve(cfg.lake_root)}")
     print(f"run reports: {reports / 'runs'}/<ds>/index.html; data docs: {reports / 'data_docs' / 'index.html'}")
     if failed or len(results) < len(days):
-        raise SystemExit(f"{DAG_ID} failed on {failed[0][0] if failed else '?'}: see the task log above")
+        raise SystemExit(f"{args.dag} failed on {failed[0][0] if failed else '?'}: see the task log above")
 
 
 if __name__ == "__main__":

@@ -166,6 +166,10 @@ def _training_examples() -> list[Derived]:
     return out
 
 
+# A float that is a number (not NaN, not +-inf); isnan() is false for infinities.
+_FINITE = "(NOT isnan({x}) AND abs({x}) < double('inf'))"
+
+
 def _item_pairs() -> list[Derived]:
     return [
         Derived(
@@ -173,19 +177,53 @@ def _item_pairs() -> list[Derived]:
             _flag(("item_id", "other_item_id"), "`item_id` <> `other_item_id`"),
             ("item_id", "other_item_id"),
             "an item is never its own neighbour",
-        )
+        ),
+        # jobs/item_pairs.py keeps top_k partners per item and day.
+        Derived(
+            "_partners_of_item",
+            "CAST(count(*) OVER (PARTITION BY `ds`, `item_id`) AS INT)",
+            ("ds", "item_id"),
+            "partners listed for the row's item",
+        ),
+        Derived("_score_finite", _flag(("score",), _FINITE.format(x="`score`")), ("score",), "score is a number"),
     ]
 
 
-def _item_sids() -> list[Derived]:
+def _item_embeddings() -> list[Derived]:
+    finite = "forall(`embedding`, x -> x IS NOT NULL AND " + _FINITE.format(x="x") + ")"
     return [
+        _size("embedding"),
+        Derived("_embedding_finite", _flag(("embedding",), finite), ("embedding",), "no NaN, inf or null element"),
+        Derived(
+            "_embedding_norm",
+            "CAST(sqrt(aggregate(`embedding`, CAST(0 AS DOUBLE), (acc, x) -> acc + x * x)) AS DOUBLE)",
+            ("embedding",),
+            "L2 norm of embedding",
+        ),
+    ]
+
+
+def _item_sids(levels: int) -> list[Derived]:
+    out = [
         _size("codes"),
         # A string form of the code tuple: GX's uniqueness check counts values in Python,
         # where an array (a list) is unhashable.
         Derived(
             "_codes_key", "array_join(transform(`codes`, c -> CAST(c AS STRING)), '-')", ("codes",), "codes as text"
         ),
+        Derived("_codes_min", "CAST(array_min(`codes`) AS INT)", ("codes",), "smallest code (dedup code included)"),
     ]
+    # One column per codebook level: range and utilisation are per level (K may differ by level).
+    out += [
+        Derived(level_column(lv), f"CAST(try_element_at(`codes`, {lv + 1}) AS INT)", ("codes",), f"level-{lv} code")
+        for lv in range(levels)
+    ]
+    return out
+
+
+def level_column(level: int) -> str:
+    """Name of the helper holding the level-``level`` code of ``item_sids.codes``."""
+    return f"_code_l{level}"
 
 
 _BUILDERS = {
@@ -194,19 +232,23 @@ _BUILDERS = {
     "user_features": _user_features,
     "training_examples": _training_examples,
     "item_pairs": _item_pairs,
-    "item_embeddings": lambda: [_size("embedding")],
-    "item_sids": _item_sids,
+    "item_embeddings": _item_embeddings,
     "user_lifelong_compressed": lambda: [_size("item_ids")],
 }
 
 
-def derived_columns(table: str) -> tuple[Derived, ...]:
-    """The helper columns of ``table`` (empty for tables with only flat columns)."""
+def derived_columns(table: str, sid_levels: int = 3) -> tuple[Derived, ...]:
+    """The helper columns of ``table`` (empty for tables with only flat columns).
+
+    ``sid_levels``: codebook levels of ``item_sids`` (``cfg.item.semantic_ids.levels``).
+    """
+    if table == "item_sids":
+        return tuple(_item_sids(sid_levels))
     builder = _BUILDERS.get(table)
     return tuple(builder()) if builder else ()
 
 
-def add_derived_columns(df: DataFrame, table: str) -> DataFrame:
+def add_derived_columns(df: DataFrame, table: str, sid_levels: int = 3) -> DataFrame:
     """``df`` plus the helper columns of ``table``.
 
     A helper whose input column is missing becomes a typed null instead of an
@@ -216,7 +258,7 @@ def add_derived_columns(df: DataFrame, table: str) -> DataFrame:
 
     present = set(df.columns)
     cols = []
-    for d in derived_columns(table):
+    for d in derived_columns(table, sid_levels):
         expr = F.expr(d.sql) if set(d.inputs) <= present else F.lit(None).cast("int")
         cols.append(expr.alias(d.name))
     return df.select("*", *cols) if cols else df

@@ -19,6 +19,7 @@ tables, so an ``event_id`` repeated on two different days is not caught here.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from conf.settings import Settings
@@ -27,6 +28,7 @@ from expectations.derived import (
     SPLITS_BY_PROTOCOL,
     derived_columns,
     length_column,
+    level_column,
 )
 from expectations.report import CRITICAL, SEVERITIES, WARNING
 from jobs.schemas import BY_TABLE, FLAG_NAMES
@@ -49,8 +51,12 @@ def suite_name(table: str, cfg: Settings) -> str:
     return f"{spec.layer}_{spec.name}"
 
 
-def build_suite(table: str, cfg: Settings, engine: str = "spark") -> ExpectationSuite:
+def build_suite(table: str, cfg: Settings, engine: str = "spark", facts: dict | None = None) -> ExpectationSuite:
     """The expectation suite of ``table`` (pure: builds objects, stores nothing).
+
+    ``facts``: what the data's own artefacts say about it, for rules the config cannot give;
+    for ``item_sids``, ``{"codebook_version": v, "k_per_level": [...]}`` from the codebook
+    being validated (``expectations.validate`` reads it). Without them those rules are left out.
 
     With ``engine="pandas"`` the per-column Spark type expectations are left out: the
     frame's Spark schema is checked against ``jobs.schemas`` before it is collected
@@ -64,7 +70,10 @@ def build_suite(table: str, cfg: Settings, engine: str = "spark") -> Expectation
     # Also the source of ValidationReport.row_count. An empty quarantine is good news.
     min_rows = 0 if table == "quarantine" else 1
     expectations.append(_warn("ExpectTableRowCountToBeBetween", min_value=min_rows, max_value=None))
-    expectations += _TABLE_RULES.get(table, lambda _cfg: [])(cfg)
+    if table == "item_sids":
+        expectations += _item_sids(cfg, facts or {})
+    else:
+        expectations += _TABLE_RULES.get(table, lambda _cfg: [])(cfg)
     return ExpectationSuite(
         name=suite_name(table, cfg),
         expectations=expectations,
@@ -72,9 +81,10 @@ def build_suite(table: str, cfg: Settings, engine: str = "spark") -> Expectation
     )
 
 
-def expected_columns(table: str) -> list[str]:
+def expected_columns(table: str, cfg: Settings | None = None) -> list[str]:
     """Schema columns then helper columns: exactly what the validated frame must hold."""
-    return [f.name for f in BY_TABLE[table].fields] + [d.name for d in derived_columns(table)]
+    levels = cfg.item.semantic_ids.levels if cfg is not None else 3
+    return [f.name for f in BY_TABLE[table].fields] + [d.name for d in derived_columns(table, levels)]
 
 
 # ---- building blocks -------------------------------------------------------
@@ -101,7 +111,7 @@ def _is_one(column: str, severity: str = CRITICAL) -> Expectation:
 
 def _schema_expectations(table: str, cfg: Settings, with_types: bool = True) -> list[Expectation]:
     schema, spec = BY_TABLE[table], cfg.table(table)
-    out = [_crit("ExpectTableColumnsToMatchSet", column_set=expected_columns(table), exact_match=True)]
+    out = [_crit("ExpectTableColumnsToMatchSet", column_set=expected_columns(table, cfg), exact_match=True)]
     # Type checks read only the frame's schema (no Spark job), so one per column is cheap.
     if with_types:
         out += [_crit("ExpectColumnValuesToBeOfType", column=f.name, type_=type(f.dataType).__name__) for f in schema]
@@ -197,25 +207,47 @@ def _item_pairs(cfg: Settings) -> list[Expectation]:
     return [
         _is_one("_not_self_pair", WARNING),
         _warn("ExpectColumnValuesToBeBetween", column="co_count", min_value=1),
+        # Item embeddings and alignment weight pairs by score: NaN or <= 0 would poison them.
+        _is_one("_score_finite"),
+        _crit("ExpectColumnValuesToBeBetween", column="score", min_value=0, strict_min=True),
+        _crit("ExpectColumnValuesToBeBetween", column="_partners_of_item", min_value=1, max_value=cfg.item.pairs.top_k),
     ]
+
+
+# Every embedding is a unit vector (aligned, behaviour and cold alike; jobs/item_embeddings.py).
+EMBEDDING_NORM_RANGE = (0.99, 1.01)
 
 
 def _item_embeddings(cfg: Settings) -> list[Expectation]:
     dim = cfg.item.embeddings.dim
+    lo, hi = EMBEDDING_NORM_RANGE
     return [
         # semantic_ids and lifelong compression stack these into one fixed-width matrix.
         _crit("ExpectColumnValuesToBeBetween", column=length_column("embedding"), min_value=dim, max_value=dim),
+        # One NaN turns every k-means distance it touches into NaN.
+        _is_one("_embedding_finite"),
+        _crit("ExpectColumnValuesToBeBetween", column="_embedding_norm", min_value=lo, max_value=hi),
         _crit("ExpectColumnValuesToBeInSet", column="embedding_source", value_set=["behaviour", "cold", "content"]),
     ]
 
 
-def _item_sids(cfg: Settings) -> list[Expectation]:
-    n_codes = cfg.item.semantic_ids.levels + 1  # L levels + 1 dedup code
-    return [
+def _item_sids(cfg: Settings, facts: dict) -> list[Expectation]:
+    """Rules for one codebook version's rows; range and utilisation need its ``k_per_level``."""
+    s = cfg.item.semantic_ids
+    n_codes = s.levels + 1  # L levels + 1 dedup code
+    out = [
         _crit("ExpectColumnValuesToBeBetween", column=length_column("codes"), min_value=n_codes, max_value=n_codes),
         # Two items with one semantic ID could not be told apart when decoding.
         _crit("ExpectCompoundColumnsToBeUnique", column_list=["codebook_version", "_codes_key"]),
+        _crit("ExpectColumnValuesToBeBetween", column="_codes_min", min_value=0),
     ]
+    for level, k in enumerate(facts.get("k_per_level", [])[: s.levels]):
+        column = level_column(level)
+        out.append(_crit("ExpectColumnValuesToBeBetween", column=column, min_value=0, max_value=k - 1))
+        # Utilisation: distinct codes in use / K. A collapsed level puts many items behind few codes.
+        need = max(1, math.ceil(s.min_utilisation * k))
+        out.append(_crit("ExpectColumnUniqueValueCountToBeBetween", column=column, min_value=need, max_value=k))
+    return out
 
 
 def _user_lifelong_compressed(cfg: Settings) -> list[Expectation]:
@@ -231,6 +263,5 @@ _TABLE_RULES = {
     "training_examples": _training_examples,
     "item_pairs": _item_pairs,
     "item_embeddings": _item_embeddings,
-    "item_sids": _item_sids,
     "user_lifelong_compressed": _user_lifelong_compressed,
 }

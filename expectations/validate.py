@@ -52,12 +52,16 @@ def validate(spark: SparkSession, cfg: Settings, table: str, ds: date | None = N
     from pyspark import StorageLevel
 
     name = suite_name(table, cfg)
-    frame = add_derived_columns(_read(spark, cfg, table, ds), table)
+    facts = table_facts(cfg, table, ds)
+    frame = _read(spark, cfg, table, ds)
+    if facts.get("codebook_version"):  # item_sids: the current codebook's rows only
+        frame = frame.where(frame["codebook_version"] == facts["codebook_version"])
+    frame = add_derived_columns(frame, table, cfg.item.semantic_ids.levels)
     # GX runs a few dozen Spark jobs over the frame: read the Delta files once, and
     # release the cache afterwards (the GX data source is created with persist=False).
     frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        result = _run_checkpoint(cfg, table, ds, frame)
+        result = _run_checkpoint(cfg, table, ds, frame, facts=facts)
         failures = failures_from(result)
         _add_failing_rows(frame, failures, list(cfg.table(table).keys))
         row_count = _row_count(result, frame)
@@ -110,6 +114,24 @@ def _schema_failures(frame: DataFrame, table: str) -> list[Failure]:
                 )
             )
     return out
+
+
+def table_facts(cfg: Settings, table: str, ds: date | None) -> dict:
+    """What a table's artefacts say about the rows to validate (see ``build_suite``'s ``facts``).
+
+    ``item_sids``: the newest codebook version up to ``ds`` (all versions when ``ds`` is None)
+    and its ``k_per_level``, from ``codebook.json``; ``{}`` when there is no codebook yet.
+    """
+    if table != "item_sids":
+        return {}
+    from jobs.semantic_ids import codebook_root, codebook_versions
+    from models.codebook_io import read_manifest
+
+    versions = codebook_versions(codebook_root(cfg), ds or date.max)
+    if not versions:
+        return {}
+    manifest = read_manifest(codebook_root(cfg) / versions[-1])
+    return {"codebook_version": versions[-1], "k_per_level": [int(k) for k in manifest["k_per_level"]]}
 
 
 def date_partition_column(table: str, cfg: Settings) -> str | None:
@@ -173,7 +195,9 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 
 
-def _run_checkpoint(cfg: Settings, table: str, ds: date | None, frame: Any, engine: str = "spark") -> Any:
+def _run_checkpoint(
+    cfg: Settings, table: str, ds: date | None, frame: Any, engine: str = "spark", facts: dict | None = None
+) -> Any:
     """Store suite/validation definition/checkpoint (add_or_update), run, return the suite's result."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
@@ -183,7 +207,9 @@ def _run_checkpoint(cfg: Settings, table: str, ds: date | None, frame: Any, engi
     with context_lock(cfg):
         context = open_context(cfg)
         validation = gx.ValidationDefinition(
-            name=name, data=dataframe_batch_definition(context, name, engine), suite=build_suite(table, cfg, engine)
+            name=name,
+            data=dataframe_batch_definition(context, name, engine),
+            suite=build_suite(table, cfg, engine, facts),
         )
         checkpoint = context.checkpoints.add_or_update(
             gx.Checkpoint(

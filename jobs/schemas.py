@@ -195,6 +195,20 @@ USER_LIFELONG_COMPRESSED = StructType(
     ]
 )
 
+ITEM_STATS = StructType(
+    [
+        _f("item_id", StringType(), False),
+        _f("ds", DateType(), False),  # stats as of the end of ds, for items with events on ds
+        _f("n_events", LongType(), False),  # interactions up to the end of ds
+        _f("n_events_ds", LongType(), False),  # interactions on ds
+        _f("n_users", LongType(), False),  # distinct users up to the end of ds
+        _f("n_positive", LongType(), False),  # positive (or signal-free implicit) interactions
+        _f("positive_rate", DoubleType(), False),  # n_positive / n_events
+        _f("first_seen", TimestampType(), False),
+        _f("last_seen", TimestampType(), False),
+    ]
+)
+
 BY_TABLE = {
     "events": EVENTS,
     "items": ITEMS,
@@ -208,4 +222,5 @@ BY_TABLE = {
     "item_sids": ITEM_SIDS,
     "item_sid_mapping": ITEM_SID_MAPPING,
     "user_lifelong_compressed": USER_LIFELONG_COMPRESSED,
+    "item_stats": ITEM_STATS,
 }

@@ -9,11 +9,14 @@ XCom carries these small dicts (counts, paths), never data.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from conf.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
 
 
 def settings_for_run(run_conf: dict[str, Any] | None) -> Settings:
@@ -36,6 +39,61 @@ def ingest(ds: str, run_conf: dict | None = None) -> dict:
 def sequences(ds: str, run_conf: dict | None = None) -> dict:
     """bronze.events[ds] -> silver.user_history (MERGE) -> gold.user_features[ds]."""
     from jobs import sequences as job
+
+    return job.run(settings_for_run(run_conf), _day(ds))
+
+
+def item_pairs(ds: str, run_conf: dict | None = None) -> dict:
+    """silver.user_history (trailing window) -> gold.item_pairs[ds] (Swing / cosine, top-k per item)."""
+    from jobs import item_pairs as job
+
+    return job.run(settings_for_run(run_conf), _day(ds))
+
+
+def item_alignment(ds: str, run_conf: dict | None = None, retrain: bool = False) -> dict:
+    """Train the content->behaviour alignment model (a new embedding version) only when needed.
+
+    Daily (``retrain=False``): trains only when no model version of the current embedding config
+    exists up to ``ds``; otherwise it is skipped and the reason logged (the weekly DAG retrains).
+    A new model version defines a new embedding space, so training re-embeds the whole catalogue
+    (``item_embeddings`` full mode); the daily ``item_embeddings`` task then finds nothing new.
+    """
+    from jobs import item_embeddings as job
+
+    cfg, day = settings_for_run(run_conf), _day(ds)
+    existing = job.current_version(job.artifacts_root(cfg), day, job.config_fingerprint(cfg))
+    if existing and not retrain:
+        reason = f"alignment model {existing} exists for this config; the weekly DAG retrains it"
+        log.info("item_alignment ds=%s skipped: %s", day, reason)
+        return {"ds": day.isoformat(), "skipped": reason, "model_version": existing}
+    return job.run(cfg, day, mode="full")
+
+
+def item_embeddings(ds: str, run_conf: dict | None = None) -> dict:
+    """New, changed and newly-warm items -> gold.item_embeddings (MERGE), with the current model version."""
+    from jobs import item_embeddings as job
+
+    return job.run(settings_for_run(run_conf), _day(ds), mode="incremental")
+
+
+def semantic_ids(ds: str, run_conf: dict | None = None, mode: str = "auto") -> dict:
+    """gold.item_embeddings -> gold.item_sids: daily ``auto`` encodes new items with the current codebook
+    (a full fit when there is none, or the embeddings moved to a new model version); weekly ``full``."""
+    from jobs import semantic_ids as job
+
+    return job.run(settings_for_run(run_conf), _day(ds), mode=mode)
+
+
+def lifelong(ds: str, run_conf: dict | None = None) -> dict:
+    """gold.user_features[ds] lifelong sequences -> gold.user_lifelong_compressed[ds] (<= N representatives)."""
+    from jobs import lifelong as job
+
+    return job.run(settings_for_run(run_conf), _day(ds))
+
+
+def item_stats(ds: str, run_conf: dict | None = None) -> dict:
+    """bronze.events up to ``ds`` -> gold.item_stats[ds] for the items with events on ``ds``."""
+    from jobs import item_stats as job
 
     return job.run(settings_for_run(run_conf), _day(ds))
 
