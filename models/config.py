@@ -157,6 +157,9 @@ class TrainConfig:
     # Beam width for the final (test) scoring; 0 = ``beam_size``. Validation runs at the narrower
     # ``beam_size`` because it runs many times (the cheap validation schedule the issue asks for).
     test_beam_size: int = 0
+    # Wall-clock budget of the loop in seconds (0 = none): at the first step past it the run
+    # validates, saves and finishes as if scheduled (benchmarks with a time box).
+    time_limit_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.dtype not in ("fp32", "bf16"):

@@ -61,8 +61,13 @@ def lr_at(step: int, tc: TrainConfig, total: int) -> float:
 
 
 def train(model: nn.Module, task: Any, tc: TrainConfig, model_config: Any, versions: dict[str, Any],
-          rank: int = 0, world: int = 1, stop_after: int | None = None, eval_limit: int | None = None) -> dict:  # fmt: skip
-    """The loop. Returns the final metrics (also written to ``<out>/metrics.json`` by rank 0)."""
+          rank: int = 0, world: int = 1, stop_after: int | None = None, eval_limit: int | None = None,
+          score_test: bool = True) -> dict:  # fmt: skip
+    """The loop. Returns the final metrics (also written to ``<out>/metrics.json`` by rank 0).
+
+    ``score_test=False`` leaves the test split alone (the model ends with its best-on-valid
+    weights): a caller choosing among several candidates on valid scores only the winner.
+    """
     out, device = Path(tc.out_dir), torch.device(tc.device)
     opt = configure_optimizer(model, tc)
     step, best, best_valid = 0, -math.inf, {}
@@ -119,6 +124,8 @@ def train(model: nn.Module, task: Any, tc: TrainConfig, model_config: Any, versi
                                 mfu="n/a" if achieved is None else f"{100 * achieved:.1f}%")  # fmt: skip
                 window = {"loss": 0.0, "n": 0, "tokens": 0, "flops": 0.0, "t0": time.perf_counter()}
             bar.update(1)
+            if tc.time_limit_s and time.perf_counter() - start_wall > tc.time_limit_s:
+                total = step  # out of time: validate, save and finish here, as if scheduled
             if step % tc.eval_every == 0 or step % tc.ckpt_every == 0 or step == total:
                 paused = time.perf_counter()
                 best, best_valid = _evaluate_and_save(model, opt, task, tc, model_config, versions, step, best,
@@ -132,7 +139,8 @@ def train(model: nn.Module, task: Any, tc: TrainConfig, model_config: Any, versi
     bar.close()
     if step < total:  # stopped early on purpose (tests): like a kill, leave the checkpoints as they are
         return {"stopped_at": step}
-    return _finish(model, task, tc, versions, best_valid, last_log, rank, autocast, time.perf_counter() - start_wall)
+    return _finish(model, task, tc, versions, best_valid, last_log, rank, autocast, time.perf_counter() - start_wall,
+                   score_test)  # fmt: skip
 
 
 def _patience_spent(tc: TrainConfig, step: int, best_valid: dict) -> bool:
@@ -172,15 +180,17 @@ def _evaluate_and_save(model, opt, task, tc, model_config, versions, step, best,
     return best, best_valid
 
 
-def _finish(model, task, tc, versions, best_valid, last_log, rank, autocast, wall_s) -> dict:
+def _finish(model, task, tc, versions, best_valid, last_log, rank, autocast, wall_s, score_test=True) -> dict:
     """Score the test split once, with the best-on-valid weights; write ``metrics.json``."""
     out = Path(tc.out_dir)
     if rank != 0:
         return {}
     if (out / "best" / checkpoint.CONFIG_FILE).exists():
         checkpoint.load(out / "best", model)
-    with autocast:
-        test = task.evaluate(model, "test", beam_size=tc.test_beam_size or None)
+    test = {}
+    if score_test:
+        with autocast:
+            test = task.evaluate(model, "test", beam_size=tc.test_beam_size or None)
     result = {"valid": best_valid, "test": test, "train": {**last_log, "wall_s": wall_s}, "versions": versions,
               "selected_by": f"valid {tc.select_by}"}  # fmt: skip
     evaluate.write_metrics(out / "metrics.json", result)

@@ -1,0 +1,276 @@
+"""Offline quality against TIGER's table: OneRec vs SASRec-CE vs SASRec-BCE, leave-one-out.
+
+    python -m bench.quality --data ../shared/data/amazon-beauty --format amazon_seq [--profile cpu|gpu|quick]
+    make bench-quality DATA=../shared/data/amazon-beauty FORMAT=amazon_seq
+
+Stages, each timed: ingest (the dataset's own files, ``amazon_seq`` or ``amazon_json``) ->
+sequences (leave-one-out: last item test, the one before valid, the rest train) -> SASRec-CE
+(also the source of the item embeddings) -> item embeddings (train split only) -> semantic IDs
+(balanced residual k-means + dedup) -> OneRec (one generator per ID source, best on valid kept)
+-> SASRec-BCE -> test scoring once per model -> ``metrics.json`` + ``report.html`` under
+``var/reports/quality/<dataset>/``.
+
+Why the sequences are read here and not from ``gold.training_examples``: the Amazon files
+carry order, not time (the loaders place item k on day k), so a per-day Spark replay is ~200
+ingests for Beauty, and the leave-one-out split must be per user, not per day. Reading the
+file through ``models.data`` gives exactly the split of SASRec/TIGER's code (same users, same
+targets, full ranking over all items); the Spark path's ``leave_one_out`` rows are the same
+split (``models.data.from_training_examples`` reads them, tested in tests/models). The
+semantic IDs are fit on the training split only (``--ids`` picks behaviour, text or both).
+Only torch/numpy/stdlib are imported on the default path, so the GPU box runs it as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench import quality_report
+from bench.quality_plans import PLANS, Plan
+from models import data, item_codes
+from models.onerec import build
+from models.sasrec import SASRec
+from models.tasks import OneRecTask, SASRecTask
+from models.train import train
+
+KEYS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
+
+
+# --- ingest and sequences ------------------------------------------------------------------------
+
+
+def load_dataset(root: str | Path, fmt: str) -> tuple[dict[str, list[int]], dict[int, str] | None]:
+    """``({user: [item 1..n, ...]}, {item: text} or None)`` from a dataset folder (or one file)."""
+    root = Path(root)
+    if fmt == "amazon_seq":
+        files = [root] if root.is_file() else sorted(root.glob("*.txt"))
+        if not files:
+            raise FileNotFoundError(f"no *.txt sequence file in {root}")
+        return data.read_amazon_sequences(files[0]), None
+    if fmt == "amazon_json":
+        inter = json.loads(next(root.glob("*.inter.json")).read_text())
+        raw_items = sorted({i for seq in inter.values() for i in seq})
+        index = {item: n + 1 for n, item in enumerate(raw_items)}  # 0-based ids -> 1..n, 0 = padding
+        seqs = {user: [index[i] for i in seq] for user, seq in inter.items()}
+        texts = None
+        item_files = sorted(root.glob("*.item.json"))
+        if item_files:
+            meta = json.loads(item_files[0].read_text())
+            texts = {index[int(k)]: _item_text(v) for k, v in meta.items() if int(k) in index}
+        return seqs, texts
+    raise ValueError(f"bench-quality reads amazon_seq or amazon_json, not {fmt!r}")
+
+
+def _item_text(meta: dict[str, Any]) -> str:
+    return ". ".join(str(meta.get(k) or "") for k in ("title", "brand", "categories", "description"))
+
+
+def subset(seqs: dict[str, list[int]], max_users: int | None) -> dict[str, list[int]]:
+    """The first ``max_users`` users, items re-indexed 1..n over what they touch (quick mode)."""
+    if not max_users:
+        return seqs
+    kept = dict(list(seqs.items())[:max_users])
+    index = {item: n + 1 for n, item in enumerate(sorted({i for s in kept.values() for i in s}))}
+    return {u: [index[i] for i in s] for u, s in kept.items()}
+
+
+# --- item embeddings and semantic IDs ----------------------------------------------------------------
+
+
+def text_vectors(texts: dict[int, str], n_items: int, dim: int = 64, seed: int = 0) -> np.ndarray:
+    """TF-IDF of word unigrams -> rank-``dim`` SVD: a dependency-free text embedding (torch only)."""
+    import re
+    from collections import Counter
+
+    docs = [Counter(re.findall(r"[a-z0-9]+", texts.get(i, "").lower())) for i in range(1, n_items + 1)]
+    df = Counter(w for d in docs for w in d)
+    vocab = {w: j for j, w in enumerate(w for w, c in df.items() if 2 <= c <= 0.5 * n_items)}
+    rows, cols, vals = [], [], []
+    for r, d in enumerate(docs):
+        for w, c in d.items():
+            if w in vocab:
+                rows.append(r), cols.append(vocab[w]), vals.append((1 + np.log(c)) * np.log(n_items / df[w]))
+    m = torch.sparse_coo_tensor(np.array([rows, cols]), np.array(vals, dtype=np.float32), (n_items, len(vocab)))
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        u, s, _ = torch.svd_lowrank(m.coalesce(), q=min(dim, len(vocab) - 1), niter=4)
+    return (u * s).numpy()
+
+
+def make_codes(source: str, loo: data.LeaveOneOut, plan: Plan, device: str, sasrec: SASRec | None,
+               texts: dict[int, str] | None) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
+    """Semantic IDs ``(n_items + 1, L + 1)`` from one vector source, all fit on train only."""
+    if source == "sasrec":
+        vectors = item_codes.sasrec_item_vectors(sasrec)
+    elif source == "ppmi":
+        vectors = item_codes.ppmi_item_vectors(loo.train, loo.n_items)
+    elif source == "text":
+        vectors = text_vectors(texts or {}, loo.n_items)
+    else:
+        raise ValueError(f"unknown ID source {source!r}")
+    codes, _, _ = item_codes.semantic_ids(vectors, plan.sid_levels, plan.sid_codes, device=device)
+    return codes, item_codes.code_stats(codes)
+
+
+# --- training --------------------------------------------------------------------------------------
+
+
+def _row(test: dict[str, Any], wall_s: float, **extra: Any) -> dict[str, Any]:
+    keep = {k: v for k, v in test.items() if k in KEYS or k.startswith(("coverage", "legal"))}
+    return {**keep, "wall_s": round(wall_s, 1), **extra}
+
+
+def run_sasrec(loo, plan: Plan, loss: str, out: Path, device: str) -> tuple[SASRec, dict[str, Any]]:
+    tc = dataclasses.replace(plan.sasrec_train if loss == "ce" else plan.bce_train, device=device,
+                             out_dir=str(out / f"sasrec_{loss}"))  # fmt: skip
+    cfg = dataclasses.replace(plan.sasrec, n_items=loo.n_items, loss=loss)
+    torch.manual_seed(tc.seed)
+    model = SASRec(cfg).to(device)
+    Path(tc.out_dir).mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = train(model, SASRecTask(loo, cfg, tc), tc, cfg, {"data": "bench"}, eval_limit=plan.eval_users)
+    return model, _row(result["test"], time.perf_counter() - t0, valid=result["valid"],
+                       params=sum(p.numel() for p in model.parameters()))  # fmt: skip
+
+
+def run_onerec(loo, plan: Plan, codes: np.ndarray, source: str, out: Path, device: str) -> tuple[Any, Any, dict]:
+    """Train one generator on ``codes``; returns (model, task, valid result) -- test left alone."""
+    tc = dataclasses.replace(plan.onerec_train, device=device, out_dir=str(out / f"onerec_{source}"))
+    cfg = dataclasses.replace(plan.onerec, n_items=loo.n_items, levels=codes.shape[1] - 1,
+                              codes_per_level=int(codes[:, :-1].max()) + 1,
+                              dedup_codes=int(codes[:, -1].max()) + 1)  # fmt: skip
+    torch.manual_seed(tc.seed)
+    model = build(cfg, codes).to(device)
+    task = OneRecTask(loo, cfg, tc, codes)
+    Path(tc.out_dir).mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = train(model, task, tc, cfg, {"data": "bench", "codebook": source}, eval_limit=plan.eval_users,
+                   score_test=False)  # fmt: skip
+    return model, task, {"valid": result["valid"], "wall_s": time.perf_counter() - t0, "train": result["train"],
+                         "params": sum(p.numel() for p in model.parameters())}  # fmt: skip
+
+
+def _autocast(device: str, plan: Plan):
+    import contextlib
+
+    if torch.device(device).type == "cuda" and plan.onerec_train.dtype == "bf16":
+        return torch.autocast("cuda", torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# --- the benchmark ------------------------------------------------------------------------------------
+
+
+def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str | None = None,
+        out_root: str | Path = "var/reports/quality", ids: str = "behaviour") -> dict[str, Any]:  # fmt: skip
+    """All stages; returns (and writes) the metrics dict."""
+    name = name or Path(root).name
+    out = Path(out_root) / name
+    runs = out / "runs"
+    stages: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    def stage(label: str, t0: float) -> None:
+        stages[label] = round(time.perf_counter() - t0, 1)
+        print(f"[bench.quality] {label}: {stages[label]} s", flush=True)
+
+    t0 = time.perf_counter()
+    seqs, texts = load_dataset(root, fmt)
+    seqs = subset(seqs, plan.max_users)
+    if plan.max_users and texts:  # quick mode re-indexed the items: text follows by position only
+        texts = None
+    stage("ingest", t0)
+    t0 = time.perf_counter()
+    loo = data.leave_one_out(seqs)
+    stage("sequences", t0)
+
+    metrics: dict[str, Any] = {"dataset": name, "profile": plan.name, "device": _device_name(device)}
+    t0 = time.perf_counter()
+    sasrec, metrics["sasrec"] = run_sasrec(loo, plan, "ce", runs, device)
+    stage("train_sasrec_ce", t0)
+
+    sources = _sources(plan, ids, texts)
+    candidates: dict[str, Any] = {}
+    best = None
+    for source in sources:
+        t0 = time.perf_counter()
+        codes, stats = make_codes(source, loo, plan, device, sasrec, texts)
+        stage(f"semantic_ids_{source}", t0)
+        t0 = time.perf_counter()
+        model, task, result = run_onerec(loo, plan, codes, source, runs, device)
+        stage(f"train_onerec_{source}", t0)
+        candidates[source] = {"valid": result["valid"], "codes": stats, "wall_s": round(result["wall_s"], 1)}
+        score = result["valid"].get("recall@10", -1.0)
+        if best is None or score > best[0]:
+            best = (score, source, model, task, result)
+    _, source, model, task, result = best
+    t0 = time.perf_counter()
+    with _autocast(device, plan):  # test scored once, for the generator chosen on valid
+        test = task.evaluate(model, "test", beam_size=plan.onerec_train.test_beam_size or None)
+    stage("test_onerec", t0)
+    metrics["onerec"] = _row(test, result["wall_s"], valid=result["valid"], sid_source=source,
+                             params=result["params"], beam_size=plan.onerec_train.test_beam_size)  # fmt: skip
+    metrics["onerec_candidates"] = candidates
+
+    t0 = time.perf_counter()
+    _, metrics["sasrec_bce"] = run_sasrec(loo, plan, "bce", runs, device)
+    stage("train_sasrec_bce", t0)
+
+    metrics.update(
+        stages=stages, wall_s=round(time.perf_counter() - t_all, 1), data={"users": len(loo.users),
+        "items": loo.n_items, "interactions": int(sum(len(s) for s in seqs.values()))},
+        protocol="leave-one-out (last = test, second to last = valid), full ranking over all items, "
+        "no history filtering; selection on valid only, test scored once",
+        published=quality_report.published(name), host=platform.node(),
+    )  # fmt: skip
+    quality_report.write(out, metrics)
+    return metrics
+
+
+def _sources(plan: Plan, ids: str, texts: dict[int, str] | None) -> tuple[str, ...]:
+    if ids == "text":
+        return ("text",)
+    if ids == "both" and texts:
+        return ("text", *plan.sid_sources)
+    return plan.sid_sources
+
+
+def _device_name(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu x{torch.get_num_threads()} threads"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="dataset folder (or the sequence file)")
+    p.add_argument("--format", default="amazon_seq", choices=["amazon_seq", "amazon_json"])
+    p.add_argument("--profile", choices=sorted(PLANS), help="default: gpu with --device cuda, else cpu")
+    p.add_argument("--quick", action="store_true", help="the quick profile (tests: seconds, tiny models)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--name", help="dataset name in the output path (default: the folder's name)")
+    p.add_argument("--ids", default="behaviour", choices=["behaviour", "text", "both"],
+                   help="semantic-ID sources: behaviour (SASRec items, PPMI), text, or both side by side")  # fmt: skip
+    p.add_argument("--out", default="var/reports/quality")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if torch.device(args.device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    profile = "quick" if args.quick else args.profile or ("gpu" if args.device.startswith("cuda") else "cpu")
+    plan = PLANS[profile]()
+    metrics = run(args.data, args.format, plan, args.device, args.name, args.out, args.ids)
+    print(quality_report.table(metrics))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""What ``bench/quality.py`` trains, per profile: ``quick`` (tests), ``cpu`` (the default), ``gpu``.
+
+Shared choices, and why (TIGER, Rajput et al. 2023, is the protocol and the bar):
+
+* Semantic IDs from *behaviour learned on the training split*: the item table of the SASRec-CE
+  baseline (trained on train sequences only; ``sasrec``) or PPMI co-occurrence SVD (``ppmi``),
+  then balanced residual k-means, 3 levels x 256 codes + a dedup level (``models.item_codes``).
+  Beauty.txt has no item text; behaviour IDs put items that follow the same histories under
+  one prefix, which is what the generator has to tell apart. When several sources are listed,
+  each trains a generator and the best on *valid* Recall@10 is kept (test is scored once).
+* Every prefix of every training sequence is an example (TIGER does this; ``models.data``).
+* Regularisation for a 130k-example corpus: dropout 0.2 and label smoothing 0.1 on the code
+  softmax (neighbouring codes are near-equally plausible next items).
+* Early stopping on valid Recall@10 (``patience`` validations), a narrow validation beam (20) on
+  the first ``eval_users`` users and a wide test beam (50): the cheap validation schedule.
+* SASRec: the RecBole-style shape of the strong public runs (d 64, 2 x 2, dropout 0.5, max len
+  50); CE is full softmax, BCE one sampled negative (TIGER's table's variant).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from models.config import OneRecConfig, SASRecConfig, TrainConfig, preset
+
+
+@dataclass(kw_only=True)
+class Plan:
+    """One benchmark profile: model shapes, three training configs and the ID candidates."""
+
+    name: str
+    onerec: OneRecConfig
+    sasrec: SASRecConfig
+    onerec_train: TrainConfig
+    sasrec_train: TrainConfig
+    bce_train: TrainConfig
+    sid_levels: int = 3
+    sid_codes: int = 256
+    sid_sources: tuple[str, ...] = ("sasrec",)
+    eval_users: int | None = 5000  # validation users (test always scores everyone)
+    max_users: int | None = None  # first N users of the file only (quick mode)
+    notes: list[str] = field(default_factory=list)
+
+
+def _sel(tc: TrainConfig, **changes) -> TrainConfig:
+    return dataclasses.replace(tc, select_by="recall@10", **changes)
+
+
+def quick() -> Plan:
+    """Seconds on one CPU thread: 300 users, tiny models; checks plumbing, not quality."""
+    p = preset("tiny")
+    onerec = dataclasses.replace(p.onerec, short_len=10, pos_len=10, lifelong_len=0, label_smoothing=0.1)
+    tc = TrainConfig(batch_size=64, lr=3e-3, warmup_steps=5, steps=30, eval_every=15, ckpt_every=15,
+                     eval_batch_size=128, beam_size=10, test_beam_size=10, log_every=10)  # fmt: skip
+    return Plan(name="quick", onerec=onerec, sasrec=p.sasrec, onerec_train=_sel(tc), sasrec_train=_sel(tc),
+                bce_train=_sel(tc), sid_levels=2, sid_codes=8, sid_sources=("sasrec", "ppmi"), eval_users=None,
+                max_users=300)  # fmt: skip
+
+
+def _beauty_onerec() -> OneRecConfig:
+    """The tech report's pathways at Beauty scale; MoE (4 experts, top-2) in every other decoder layer."""
+    return dataclasses.replace(preset("small").onerec, dropout=0.2, label_smoothing=0.1)
+
+
+def _sasrec() -> SASRecConfig:
+    return preset("small").sasrec
+
+
+def gpu() -> Plan:
+    """One GPU, bf16, ~7 minutes of training for all models (the 15-minute GPU aim, with margin)."""
+    common = TrainConfig(device="cuda", dtype="bf16", log_every=100, eval_batch_size=1024)
+    onerec_tc = _sel(common, batch_size=1024, lr=2e-3, warmup_steps=300, steps=6000, eval_every=250,
+                     ckpt_every=250, beam_size=20, test_beam_size=50, patience=4, time_limit_s=150)  # fmt: skip
+    sasrec_tc = _sel(common, batch_size=256, lr=1e-3, warmup_steps=500, steps=12000, eval_every=1000,
+                     ckpt_every=1000, patience=3, time_limit_s=80)  # fmt: skip
+    bce_tc = dataclasses.replace(sasrec_tc, time_limit_s=50)
+    return Plan(name="gpu", onerec=_beauty_onerec(), sasrec=_sasrec(), onerec_train=onerec_tc,
+                sasrec_train=sasrec_tc, bce_train=bce_tc, sid_sources=("sasrec", "ppmi"))  # fmt: skip
+
+
+def cpu() -> Plan:
+    """The default: 2 CPU cores, under an hour for Beauty (time boxes keep it there on a busy box).
+
+    Same model shapes as ``gpu``; fewer steps, one ID source (SASRec's items), smaller validation.
+    """
+    common = TrainConfig(device="cpu", dtype="fp32", log_every=50, eval_batch_size=512)
+    onerec_tc = _sel(common, batch_size=512, lr=2e-3, warmup_steps=200, steps=4000, eval_every=250,
+                     ckpt_every=250, beam_size=20, test_beam_size=50, patience=3, time_limit_s=1800)  # fmt: skip
+    sasrec_tc = _sel(common, batch_size=256, lr=1e-3, warmup_steps=300, steps=6000, eval_every=500,
+                     ckpt_every=500, patience=3, time_limit_s=600)  # fmt: skip
+    bce_tc = dataclasses.replace(sasrec_tc, time_limit_s=300)
+    return Plan(name="cpu", onerec=_beauty_onerec(), sasrec=_sasrec(), onerec_train=onerec_tc,
+                sasrec_train=sasrec_tc, bce_train=bce_tc, eval_users=2000)  # fmt: skip
+
+
+PLANS = {"quick": quick, "cpu": cpu, "gpu": gpu}
