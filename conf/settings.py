@@ -230,6 +230,81 @@ class ItemSettings(_Frozen):
     lifelong: LifelongSettings = LifelongSettings()
 
 
+class RewardSettings(_Frozen):
+    """The P-Score reward model's daily refresh (models/reward.py, jobs/model_stages.py)."""
+
+    history_len: int = 50
+    d_model: int = 32
+    hidden: int = 64
+    epochs: int = 3
+    lr: float = 3e-3
+    batch_size: int = 256
+    # Days of bronze.events read so each interaction has its user's history before it.
+    history_days: int = 30
+    duration_buckets: int = 10
+    long_view_quantile: float = 0.75
+    min_positives: int = 5
+    registry_dir: str = "{home}/models/reward"
+
+
+class AlignSettings(_Frozen):
+    """Preference alignment of the trained candidate (models/align.py)."""
+
+    method: Literal["ecpo", "dpo", "none"] = "ecpo"
+    steps: int = 20
+    users_per_step: int = 32
+    group_size: int = 8
+    rollout: Literal["beam", "sample"] = "beam"
+    # Unconstrained rollouts, so the format reward sees (and penalises) illegal ID tuples.
+    constrained_rollouts: bool = False
+    lr: float = 1e-4
+    clip_eps: float = 0.2
+    early_clip_delta: float = 0.1
+    sft_weight: float = 1.0
+    illegal_reward: float = -1.0
+    business_weight: float = 0.0
+    dpo_beta: float = 0.1
+    seed: int = 0
+
+
+class PromoteSettings(_Frozen):
+    """Gates a candidate must pass against the champion on the same held-out users (models/promote.py)."""
+
+    primary: str = "ndcg@10"
+    # The primary metric may not drop by more than this (0: better or equal).
+    primary_tolerance: float = 0.0
+    # Absolute tolerance per metric: candidate >= champion - tolerance.
+    tolerances: dict[str, float] = Field(
+        default_factory=lambda: {"recall@10": 0.02, "mean_reward": 0.02, "legal_rate": 0.02,
+                                 "coverage@10": 0.05, "diversity@10": 0.05}  # fmt: skip
+    )
+
+
+class ModelSettings(_Frozen):
+    """The daily model stages: train -> reward_refresh -> align -> evaluate -> promote."""
+
+    preset: str = "tiny"
+    architecture: Literal["encoder_decoder", "lazy_decoder"] | None = None
+    device: str = "cpu"
+    dtype: Literal["fp32", "bf16"] = "fp32"
+    threads: int = 2
+    # Continued training from the champion on the day's examples; a new codebook means a full retrain.
+    steps_per_day: int = 60
+    full_retrain_steps: int = 300
+    batch_size: int | None = None
+    beam_size: int = 10
+    eval_users: int | None = None
+    seed: int = 0
+    work_dir: str = "{home}/models/runs"
+    registry_dir: str = "{home}/models/registry"
+    # Empty: train in-process. Else the command that launches models.continual, e.g.
+    # "torchrun --nnodes 1 --nproc_per_node 8 -m models.continual" on a GPU node.
+    launcher: str = ""
+    reward: RewardSettings = RewardSettings()
+    align: AlignSettings = AlignSettings()
+    promote: PromoteSettings = PromoteSettings()
+
+
 class TableSpec(_Frozen):
     """One Delta table: its logical name, layer, partition columns and keys."""
 
@@ -285,6 +360,7 @@ class Settings(_Frozen):
     airflow: AirflowSettings = AirflowSettings()
     feast: FeastSettings = FeastSettings()
     item: ItemSettings = ItemSettings()
+    model: ModelSettings = ModelSettings()
     tables: dict[str, TableSpec] = Field(default_factory=lambda: dict(DEFAULT_TABLES))
 
     # ---- derived paths -------------------------------------------------
