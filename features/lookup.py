@@ -3,7 +3,8 @@
     python -m features.lookup --user 42
     python -m features.lookup --item i7 [--config cluster] [--set home=/path]
 
-Users: the ``onerec_serve_v1`` features; items: ``item_content``. One aligned
+Users: the ``onerec_serve_v1`` features; items: ``onerec_item_v1`` (content, semantic ID
+and statistics; an item can be known by some views and not others). One aligned
 ``key : value`` line per feature; sequences show their ends and their length.
 Exit code 0 when found, 1 when the id has no features online, 2 when the store has
 not been applied. Not a definition module: listed in ``.feastignore``.
@@ -19,7 +20,7 @@ from typing import Any
 from jobs.cli import base_parser, settings_from_args, setup_logging
 
 SERVE_SERVICE = "onerec_serve_v1"
-ITEM_VIEW = "item_content"
+ITEM_SERVICE = "onerec_item_v1"
 
 
 def shorten(value: Any, head: int = 3, tail: int = 5) -> str:
@@ -42,12 +43,8 @@ def render(title: str, values: dict[str, Any], as_of: int | None) -> str:
 
 def fetch(store, key: str, entity_id: str) -> tuple[dict[str, Any], int | None] | None:
     """Online features of one entity (``key`` = ``user_id`` or ``item_id``); None when it has none."""
-    if key == "user_id":
-        features: Any = store.get_feature_service(SERVE_SERVICE)
-        order = [f.name for p in features.feature_view_projections for f in p.features]
-    else:
-        order = [f.name for f in store.get_feature_view(ITEM_VIEW).features]
-        features = [f"{ITEM_VIEW}:{name}" for name in order]
+    features: Any = store.get_feature_service(SERVE_SERVICE if key == "user_id" else ITEM_SERVICE)
+    order = [f.name for p in features.feature_view_projections for f in p.features]
     row = store.get_online_features(features=features, entity_rows=[{key: entity_id}]).to_dict(
         include_event_timestamps=True
     )
@@ -85,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind} {entity_id!r} has no features online ({reason})", file=sys.stderr)
         return 1
     values, as_of = found
-    source = SERVE_SERVICE if kind == "user" else ITEM_VIEW
+    source = SERVE_SERVICE if kind == "user" else ITEM_SERVICE
     print(render(f"{kind} {entity_id!r} ({source}, {cfg.feast.online_store})", values, as_of))
     return 0
 

@@ -4,12 +4,24 @@
 ``item_id`` (the target or candidate item) and ``event_timestamp``.
 ``onerec_serve_v1``: what the generative model sees online for a user (it generates
 items itself, so no item features at request time).
-A change of features means a new ``_v2`` so trained models keep their contract.
+``onerec_train_v2`` / ``onerec_serve_v2``: the same plus the item side -- the compressed
+lifelong sequence for the user, and for the item its semantic ID (the generation target's
+tokens), embedding and statistics. ``onerec_item_v1``: what is known about one item
+(content, semantic ID, statistics), for item lookups and candidate explanations.
+A change of features means a new ``_v<n+1>`` so trained models keep their contract.
 """
 
 from feast import FeatureService
 
-from features.views import item_content, user_profile, user_sequences
+from features.views import (
+    item_content,
+    item_embeddings,
+    item_sids,
+    item_stats,
+    user_lifelong,
+    user_profile,
+    user_sequences,
+)
 
 onerec_train_v1 = FeatureService(
     name="onerec_train_v1",
@@ -23,6 +35,30 @@ onerec_serve_v1 = FeatureService(
     name="onerec_serve_v1",
     features=[user_profile, user_sequences],
     description="Online serving: the user context the generative model conditions on.",
+    owner="onerec-data",
+    tags={"version": "1"},
+)
+
+onerec_train_v2 = FeatureService(
+    name="onerec_train_v2",
+    features=[user_profile, user_sequences, user_lifelong, item_content, item_sids, item_embeddings, item_stats],
+    description="Training with the item side: v1 plus compressed lifelong sequence, item SIDs, embedding, stats.",
+    owner="onerec-data",
+    tags={"version": "2"},
+)
+
+onerec_serve_v2 = FeatureService(
+    name="onerec_serve_v2",
+    features=[user_profile, user_sequences, user_lifelong],
+    description="Online serving: v1 plus the compressed lifelong sequence (OneRec's lifelong pathway).",
+    owner="onerec-data",
+    tags={"version": "2"},
+)
+
+onerec_item_v1 = FeatureService(
+    name="onerec_item_v1",
+    features=[item_content, item_sids, item_stats],
+    description="One item as people and explanations see it: content, semantic ID, statistics.",
     owner="onerec-data",
     tags={"version": "1"},
 )

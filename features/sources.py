@@ -24,7 +24,7 @@ from collections.abc import Callable
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from pyspark.sql.types import MapType, StructType
 
-from jobs.schemas import ITEMS, USER_FEATURES
+from jobs.schemas import ITEM_EMBEDDINGS, ITEM_SIDS, ITEM_STATS, ITEMS, USER_FEATURES, USER_LIFELONG_COMPRESSED
 
 # Feast warns on every SparkSource and Spark query that the API is alpha. Feast is pinned
 # and the store is tested here, so the warning carries no news: silence just that one,
@@ -36,6 +36,10 @@ warnings.filterwarnings(
 
 USER_FEATURES_VIEW = "onerec_gold_user_features"
 ITEMS_VIEW = "onerec_bronze_items"
+USER_LIFELONG_VIEW = "onerec_gold_user_lifelong_compressed"
+ITEM_SIDS_VIEW = "onerec_gold_item_sids"
+ITEM_EMBEDDINGS_VIEW = "onerec_gold_item_embeddings"
+ITEM_STATS_VIEW = "onerec_gold_item_stats"
 
 
 def _columns(schema: StructType, skip: tuple[str, ...] = ()) -> list[str]:
@@ -69,10 +73,44 @@ def items_sql(relation: str) -> str:
     return f"SELECT {cols}, CAST(date_add(`updated_ds`, 1) AS TIMESTAMP) AS event_timestamp FROM {relation}"
 
 
+def daily_snapshot_sql(schema: StructType) -> Callable[[str], str]:
+    """A gold table partitioned by ``ds`` (one row per entity and day, state as of the end of ``ds``).
+
+    Same convention as :func:`user_features_sql`: ``event_timestamp`` = midnight after ``ds``
+    and ``event_date`` its date, for partition pruning.
+    """
+
+    def sql(relation: str) -> str:
+        cols = ", ".join(_columns(schema))
+        stamp = "CAST(date_add(`ds`, 1) AS TIMESTAMP) AS event_timestamp"
+        return f"SELECT {cols}, {stamp}, date_add(`ds`, 1) AS event_date FROM {relation}"
+
+    return sql
+
+
+def written_on_sql(schema: StructType, skip: tuple[str, ...] = ()) -> Callable[[str], str]:
+    """An item table whose ``ds`` says which run wrote the row (item_sids, item_embeddings).
+
+    A row is valid from midnight after that run until a later run writes the item again (a
+    new codebook version, a re-embedding), which then has the later timestamp and wins.
+    """
+
+    def sql(relation: str) -> str:
+        cols = ", ".join(_columns(schema, skip=skip))
+        return f"SELECT {cols}, CAST(date_add(`ds`, 1) AS TIMESTAMP) AS event_timestamp FROM {relation}"
+
+    return sql
+
+
 # Spark view name -> (lake table in conf.settings.DEFAULT_TABLES, SQL over a relation holding it).
 SPARK_VIEWS: dict[str, tuple[str, Callable[[str], str]]] = {
     USER_FEATURES_VIEW: ("user_features", user_features_sql),
     ITEMS_VIEW: ("items", items_sql),
+    USER_LIFELONG_VIEW: ("user_lifelong_compressed", daily_snapshot_sql(USER_LIFELONG_COMPRESSED)),
+    ITEM_SIDS_VIEW: ("item_sids", written_on_sql(ITEM_SIDS)),
+    # content/behaviour vectors stay in the lake: 480 floats per item the models never read online.
+    ITEM_EMBEDDINGS_VIEW: ("item_embeddings", written_on_sql(ITEM_EMBEDDINGS, ("content_vector", "behaviour_vector"))),
+    ITEM_STATS_VIEW: ("item_stats", daily_snapshot_sql(ITEM_STATS)),
 }
 
 # query="" and path="" (not None): the registry hands unset options back as "", and
@@ -99,4 +137,50 @@ bronze_items = SparkSource(
     description="bronze.items: current content per item, valid from midnight after updated_ds.",
     owner="onerec-data",
     tags={"lake_table": "items"},
+)
+
+gold_user_lifelong = SparkSource(
+    name="gold_user_lifelong_compressed",
+    table=USER_LIFELONG_VIEW,
+    query="",
+    path="",
+    timestamp_field="event_timestamp",
+    date_partition_column="event_date",
+    description="gold.user_lifelong_compressed: <= N representative items per user active on ds.",
+    owner="onerec-data",
+    tags={"lake_table": "user_lifelong_compressed"},
+)
+
+gold_item_sids = SparkSource(
+    name="gold_item_sids",
+    table=ITEM_SIDS_VIEW,
+    query="",
+    path="",
+    timestamp_field="event_timestamp",
+    description="gold.item_sids: an item's semantic ID per codebook version, valid from midnight after it was assigned.",
+    owner="onerec-data",
+    tags={"lake_table": "item_sids"},
+)
+
+gold_item_embeddings = SparkSource(
+    name="gold_item_embeddings",
+    table=ITEM_EMBEDDINGS_VIEW,
+    query="",
+    path="",
+    timestamp_field="event_timestamp",
+    description="gold.item_embeddings: one current row per item (MERGEd), valid from midnight after the run.",
+    owner="onerec-data",
+    tags={"lake_table": "item_embeddings"},
+)
+
+gold_item_stats = SparkSource(
+    name="gold_item_stats",
+    table=ITEM_STATS_VIEW,
+    query="",
+    path="",
+    timestamp_field="event_timestamp",
+    date_partition_column="event_date",
+    description="gold.item_stats: per item with events on ds, its counts as of the end of ds.",
+    owner="onerec-data",
+    tags={"lake_table": "item_stats"},
 )

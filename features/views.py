@@ -8,7 +8,14 @@ until they act again (a new row). An inactive user's sequences and profile are s
 the right model input weeks later, so the TTL is long: 365 days bounds how far back a
 point-in-time join looks (and so what it scans) while covering seasonal returners.
 Item content changes only when the catalogue does, so items get ten years (in effect
-no expiry, but still a bounded PIT scan).
+no expiry, but still a bounded PIT scan). The same holds for an item's semantic ID and
+embedding: a row stays the item's value until a later run writes a new one (a new
+codebook version, a re-embedding), however long that takes, and a model must be able
+to decode every item it may generate, so they expire no sooner than the content.
+Item statistics are cumulative counts as of the item's last active day: still true
+later, but an item idle for a year is better served as unknown (a cold item) than
+with year-old popularity, so they get the users' 365 days. The compressed lifelong
+sequence is user state like the others (365 days).
 """
 
 from datetime import timedelta
@@ -17,11 +24,19 @@ from feast import FeatureView
 
 from features.entities import item, user
 from features.fields import fields_from
-from features.sources import bronze_items, gold_user_features
-from jobs.schemas import ITEMS, USER_FEATURES
+from features.sources import (
+    bronze_items,
+    gold_item_embeddings,
+    gold_item_sids,
+    gold_item_stats,
+    gold_user_features,
+    gold_user_lifelong,
+)
+from jobs.schemas import ITEM_EMBEDDINGS, ITEM_SIDS, ITEM_STATS, ITEMS, USER_FEATURES, USER_LIFELONG_COMPRESSED
 
 USER_TTL = timedelta(days=365)
 ITEM_TTL = timedelta(days=3650)
+ITEM_STATS_TTL = timedelta(days=365)
 
 user_profile = FeatureView(
     name="user_profile",
@@ -75,4 +90,71 @@ item_content = FeatureView(
     description="Catalogue content of an item (current version).",
     owner="onerec-data",
     tags={"lake_table": "items"},
+)
+
+user_lifelong = FeatureView(
+    name="user_lifelong",
+    entities=[user],
+    ttl=USER_TTL,
+    schema=fields_from(
+        USER_LIFELONG_COMPRESSED,
+        ["item_ids", "n_source"],
+        {
+            "item_ids": "<= item.lifelong.max_representatives representatives of the lifelong sequence",
+            "n_source": "distinct lifelong items (with an embedding) they stand for",
+        },
+    ),
+    source=gold_user_lifelong,
+    online=True,
+    description="Compressed lifelong sequence (hierarchical k-means representatives) as of the end of a day.",
+    owner="onerec-data",
+    tags={"lake_table": "user_lifelong_compressed"},
+)
+
+item_sids = FeatureView(
+    name="item_sids",
+    entities=[item],
+    ttl=ITEM_TTL,
+    schema=fields_from(
+        ITEM_SIDS,
+        ["codes", "codebook_version"],
+        {"codes": "semantic ID: one code per codebook level, then the dedup code"},
+    ),
+    source=gold_item_sids,
+    online=True,
+    description="An item's semantic ID in the newest codebook version that holds it.",
+    owner="onerec-data",
+    tags={"lake_table": "item_sids"},
+)
+
+item_embeddings = FeatureView(
+    name="item_embeddings",
+    entities=[item],
+    ttl=ITEM_TTL,
+    schema=fields_from(
+        ITEM_EMBEDDINGS,
+        ["embedding", "embedding_source", "model_version"],
+        {"embedding": "unit vector (aligned content, else behaviour, else cold)"},
+    ),
+    source=gold_item_embeddings,
+    online=True,
+    description="An item's current embedding, what the semantic IDs were computed from.",
+    owner="onerec-data",
+    tags={"lake_table": "item_embeddings"},
+)
+
+item_stats = FeatureView(
+    name="item_stats",
+    entities=[item],
+    ttl=ITEM_STATS_TTL,
+    schema=fields_from(
+        ITEM_STATS,
+        ["n_events", "n_users", "n_positive", "positive_rate", "first_seen", "last_seen"],
+        {"positive_rate": "n_positive / n_events, all history up to the day"},
+    ),
+    source=gold_item_stats,
+    online=True,
+    description="Interactions, distinct users and positive rate of an item as of its last active day.",
+    owner="onerec-data",
+    tags={"lake_table": "item_stats"},
 )

@@ -32,6 +32,7 @@ import yaml
 from conf import Settings
 from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
+from jobs.feature_store_check import OnlineMismatch, check_online
 from jobs.schemas import BY_TABLE
 
 if TYPE_CHECKING:
@@ -41,20 +42,15 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
+__all__ = ["OnlineMismatch", "apply", "check_online", "historical", "materialize", "materialize_day", "plan"]
 
 TRAIN_SERVICE = "onerec_train_v1"
 SERVE_SERVICE = "onerec_serve_v1"
-# Views whose values check_online compares, per entity join key.
-CHECKED_VIEWS = {"user_id": ("user_profile", "user_sequences"), "item_id": ("item_content",)}
 
 
 # Session -> {view: Delta path it is bound to}. Binding costs Spark jobs, and a bound view
 # already reads the latest version on each use, so it is bound once per session and path.
 _BOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-class OnlineMismatch(AssertionError):
-    """Online values differ from the gold table's (raised by :func:`check_online`)."""
 
 
 # ---- configuration -------------------------------------------------------------------
@@ -334,72 +330,6 @@ def historical(cfg: Settings, entity_df: pd.DataFrame, service: str = TRAIN_SERV
     with _arrow(spark):
         job = store.get_historical_features(entity_df=entity_df, features=features, full_feature_names=True)
         return job.to_df()
-
-
-def _short(value: Any, limit: int = 8) -> str:
-    """A value for an error message: long lists cut, with their length."""
-    if isinstance(value, list) and len(value) > limit:
-        return f"[{', '.join(map(repr, value[:limit]))}, ... ({len(value)} items)]"
-    return repr(value)
-
-
-def check_online(cfg: Settings, ds: date, sample: int = 50) -> dict:
-    """Check that online values equal the lake rows they came from, for entities materialised for ``ds``.
-
-    Samples up to ``sample`` users active on ``ds`` and items updated on ``ds`` (the
-    lowest ``xxhash64`` of the id: deterministic). Each online value must carry a
-    timestamp at or after midnight after ``ds`` (else: not materialised, or stale) and
-    equal, feature by feature, the source row with that timestamp (gold for users, the
-    current bronze row for items). Raises :class:`OnlineMismatch` naming the entity,
-    feature and both values; returns counts when all agree.
-    """
-    from features.sources import ITEMS_VIEW, USER_FEATURES_VIEW
-
-    spark = _session(cfg)
-    store = get_store(cfg)
-    day, floor = delta.date_literal(ds), int(_midnight(ds + timedelta(days=1)).timestamp())
-    sampled = {"user_id": (USER_FEATURES_VIEW, f"ds = {day}"), "item_id": (ITEMS_VIEW, f"updated_ds = {day}")}
-    report: dict[str, Any] = {"ds": ds.isoformat(), "checked": {}, "features": {}}
-    errors: list[str] = []
-    for key, (source, where) in sampled.items():
-        query = f"SELECT {key} FROM {source} WHERE {where} ORDER BY xxhash64({key}), {key} LIMIT {int(sample)}"
-        ids = [r[0] for r in spark.sql(query).collect()]
-        report["checked"][key] = len(ids)
-        if not ids:
-            continue
-        refs = [(fv, f.name) for fv in CHECKED_VIEWS[key] for f in store.get_feature_view(fv).features]
-        online = store.get_online_features(
-            features=[f"{fv}:{name}" for fv, name in refs], entity_rows=[{key: i} for i in ids]
-        ).to_dict(include_event_timestamps=True)
-        stamps = sorted({online[f"{name}__ts"][i] for _, name in refs for i in range(len(ids))} - {0})
-        id_list = ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
-        at = ", ".join(f"timestamp_seconds({s})" for s in stamps) or "NULL"
-        cols = ", ".join(f"`{name}`" for _, name in refs)
-        lake_sql = f"SELECT {key}, unix_seconds(event_timestamp) AS _ts, {cols} FROM {source} "
-        lake_sql += f"WHERE {key} IN ({id_list}) AND event_timestamp IN ({at})"
-        prune = store.get_feature_view(refs[0][0]).batch_source.date_partition_column
-        if prune and stamps:  # read only the partitions holding those timestamps
-            days = {datetime.fromtimestamp(s, UTC).date().isoformat() for s in stamps}
-            lake_sql += f" AND {prune} IN ({', '.join(f'DATE {d!r}' for d in sorted(days))})"
-        lake = {(r[key], r["_ts"]): r.asDict() for r in spark.sql(lake_sql).collect()}
-        for i, entity in enumerate(ids):
-            for fv, name in refs:
-                ts, value = online[f"{name}__ts"][i], online[name][i]
-                where_ = f"{key}={entity!r} feature {fv}:{name}"
-                if not ts:
-                    errors.append(f"{where_}: no value online (not materialised for {ds})")
-                elif ts < floor:
-                    errors.append(f"{where_}: online value is from {datetime.fromtimestamp(ts, UTC)}, before {ds}")
-                elif (entity, ts) not in lake:
-                    errors.append(f"{where_}: no lake row at the online timestamp {datetime.fromtimestamp(ts, UTC)}")
-                elif value != lake[(entity, ts)][name]:
-                    errors.append(f"{where_}: online={_short(value)} lake={_short(lake[(entity, ts)][name])}")
-        report["features"][key] = len(refs)
-    if errors:
-        more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
-        raise OnlineMismatch(f"online store disagrees with the lake for ds={ds}:\n  " + "\n  ".join(errors[:10]) + more)
-    log.info("check_online ds=%s: %s entities, all features equal", ds, report["checked"])
-    return report
 
 
 def main(argv: list[str] | None = None) -> None:

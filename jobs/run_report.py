@@ -5,7 +5,9 @@
 It reads what the stages wrote for ``ds`` (their JSON under ``reports/runs/<ds>/``)
 and the tables themselves (through the Delta log): data volumes per day, ingest
 accounting, quarantine counts by reason, sequence length distributions,
-validation outcomes. Plots are PNGs embedded in the page, so the file works
+validation outcomes, and the semantic-ID codebook (utilisation per level, collision
+rate before/after the dedup code, max/mean cluster size -- now and at the fit --
+and how many new items were encoded on ``ds``). Plots are PNGs embedded in the page, so the file works
 offline and can be mailed around.
 """
 
@@ -101,11 +103,76 @@ def collect(cfg: Settings, ds: date) -> dict:
         "gold.user_features[ds]": len(rows),
         "quarantine (all)": quarantine.count(),
     }
+    data["codebook"] = codebook_section(spark, cfg, ds, stages.get("semantic_ids", {}))
     if delta.exists(spark, cfg.table_path("training_examples")):
         te = delta.read(spark, cfg.table_path("training_examples")).where(F.col("ds") == day)
         for r in te.groupBy("protocol", "split").count().collect():
             data["tables"][f"gold.training_examples[{r.protocol}/{r.split}]"] = int(r["count"])
     return data
+
+
+def codebook_section(spark, cfg: Settings, ds: date, stage: dict) -> dict | None:
+    """The current codebook (newest version up to ``ds``): its fit metrics and today's figures."""
+    from jobs.item_sid_stats import new_items_on, sid_figures
+    from jobs.semantic_ids import codebook_root, codebook_versions
+    from models.codebook_io import read_manifest
+
+    versions = codebook_versions(codebook_root(cfg), ds)
+    if not versions or not delta.exists(spark, cfg.table_path("item_sids")):
+        return None
+    version = versions[-1]
+    manifest = read_manifest(codebook_root(cfg) / version)
+    fit = manifest.get("metrics") or {}
+    sids = delta.read(spark, cfg.table_path("item_sids")).where(F.col("codebook_version") == version)
+    mode = stage.get("mode")
+    # encode: the items it coded; a full fit codes every item (a skipped re-run: none).
+    if not stage:
+        encoded = new_items_on(sids, ds)
+    else:
+        encoded = 0 if stage.get("skipped") else stage.get("new_items", stage.get("items"))
+    return {
+        "version": version,
+        "mode": mode,
+        "new_items_encoded": encoded,
+        "now": sid_figures(sids, [int(k) for k in manifest["k_per_level"]]),
+        "at_fit": fit.get(fit.get("chosen", ""), {}),
+        "plain_at_fit": fit.get("plain") if fit.get("chosen") == "balanced" else None,
+    }
+
+
+def _codebook_html(cb: dict | None) -> str:
+    if not cb:
+        return "<p>no codebook yet</p>"
+    now, fit = cb["now"], cb["at_fit"]
+
+    def per_level(d: dict, key: str, level: int, fmt: str = "{:.3f}") -> str:
+        values = d.get(key) or []
+        return fmt.format(values[level]) if level < len(values) else "-"
+
+    rows = "".join(
+        f"<tr><td>{lv}</td><td class=n>{k}</td><td class=n>{per_level(now, 'utilisation', lv)}</td>"
+        f"<td class=n>{per_level(fit, 'utilisation', lv)}</td><td class=n>{per_level(now, 'cluster_size_max', lv, '{}')}</td>"
+        f"<td class=n>{per_level(now, 'cluster_size_mean', lv, '{:.1f}')}</td></tr>"
+        for lv, k in enumerate(now["k_per_level"])
+    )
+    head = (
+        "<tr><th>level</th><th>K</th><th>utilisation</th><th>at fit</th><th>max cluster</th><th>mean cluster</th></tr>"
+    )
+    summary = {
+        "version (mode today)": f"{cb['version']} ({cb['mode'] or '?'})",
+        "items": now["n_items"],
+        "new items encoded today": cb["new_items_encoded"],
+        "collision rate before dedup (now / at fit)": f"{now['collision_rate_before']:.3f} / "
+        + (f"{fit['collision_rate_before']:.3f}" if "collision_rate_before" in fit else "-"),
+        "collision rate after dedup": f"{now['collision_rate_after']:.3f}",
+        "reconstruction error at fit": fit.get("reconstruction_error", "-"),
+    }
+    plain = cb.get("plain_at_fit")
+    if plain:
+        summary["plain RQ-KMeans at fit: utilisation / collisions"] = (
+            f"{[round(u, 3) for u in plain['utilisation']]} / {plain['collision_rate_before']:.3f}"
+        )
+    return _table(summary, ("codebook", "value")) + f"<table>{head}{rows}</table>"
 
 
 def _table(rows: dict, head: tuple[str, str]) -> str:
@@ -141,6 +208,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} td.n{{text-align:
 <h2>Quarantine by reason (this day)</h2>{_table(data["quarantine_by_reason"], ("reason", "rows"))}
 <table><tr><th>table</th><th>source</th><th>reason</th></tr>{examples}</table>
 <h2>Data quality</h2>{_table(validation, ("table", "result"))}
+<h2 id="codebook">Semantic-ID codebook</h2>{_codebook_html(data.get("codebook"))}
 <h2>Plots</h2>{imgs}
 </body></html>"""
 

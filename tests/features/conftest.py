@@ -113,6 +113,31 @@ def write_lake(spark, cfg: Settings) -> None:
     delta.merge_upsert(spark, spark.createDataFrame(catalogue, ITEMS), items, ["item_id"])
     changed = [item_row("i1", "Jazz, remastered", D2), item_row("i5", "Swing", D2)]
     delta.merge_upsert(spark, spark.createDataFrame(changed, ITEMS), items, ["item_id"])
+    write_item_side(spark, cfg)
+
+
+# Item side: (item) -> semantic ID codes and stats as of D2; u1's compressed lifelong sequence.
+EXPECTED_CODES = {"i1": [1, 0, 2, 0], "i2": [1, 0, 2, 1], "i5": [3, 1, 0, 0]}
+EXPECTED_STATS = {"i1": (5, 3), "i5": (1, 1)}  # n_events, n_users
+
+
+def write_item_side(spark, cfg: Settings) -> None:
+    """gold.item_sids (i1, i2 coded on D1, i5 on D2), item_embeddings, item_stats and lifelong rows."""
+    from jobs import delta
+    from jobs.schemas import ITEM_EMBEDDINGS, ITEM_SIDS, ITEM_STATS, USER_LIFELONG_COMPRESSED
+
+    sids = [(i, c, "v20261001", D2 if i == "i5" else D1) for i, c in EXPECTED_CODES.items()]
+    delta.overwrite(spark.createDataFrame(sids, ITEM_SIDS), cfg.table_path("item_sids"), ["codebook_version"])
+    unit = [0.6, 0.8]
+    emb = [(i, None, None, unit, "cold", "", "v20261001-abcdef01", D2 if i == "i5" else D1) for i in EXPECTED_CODES]
+    delta.overwrite(spark.createDataFrame(emb, ITEM_EMBEDDINGS), cfg.table_path("item_embeddings"))
+    seen = datetime(2026, 10, 2, 8, 30)
+    stats = [(i, D2, n, 1, u, n, 1.0, seen, seen) for i, (n, u) in EXPECTED_STATS.items()]
+    delta.overwrite(spark.createDataFrame(stats, ITEM_STATS), cfg.table_path("item_stats"), ["ds"])
+    life = [("u1", D2, ["i2", "i5"], 4)]
+    delta.overwrite(
+        spark.createDataFrame(life, USER_LIFELONG_COMPRESSED), cfg.table_path("user_lifelong_compressed"), ["ds"]
+    )
 
 
 @pytest.fixture(scope="session")

@@ -144,9 +144,29 @@ def test_point_in_time_join_never_returns_a_later_value(retrieved):
 
 
 def test_check_online_agrees_then_names_a_mismatch(lake):
-    assert feature_store.check_online(lake.cfg, D1)["checked"] == {"user_id": 2, "item_id": 1}  # u1 u2; i2
+    from features.sources import (
+        ITEM_EMBEDDINGS_VIEW,
+        ITEM_SIDS_VIEW,
+        ITEM_STATS_VIEW,
+        ITEMS_VIEW,
+        USER_FEATURES_VIEW,
+        USER_LIFELONG_VIEW,
+    )
+
+    day1 = feature_store.check_online(lake.cfg, D1)["checked"]
+    assert day1[USER_FEATURES_VIEW] == 2 and day1[ITEMS_VIEW] == 1  # u1 u2; i2
+    assert day1[ITEM_SIDS_VIEW] == day1[ITEM_EMBEDDINGS_VIEW] == 2  # i1 i2 written on D1
     report = feature_store.check_online(lake.cfg, D2)
-    assert report["checked"] == {"user_id": 2, "item_id": 2} and report["features"] == {"user_id": 11, "item_id": 5}
+    assert report["checked"] == {
+        USER_FEATURES_VIEW: 2,
+        USER_LIFELONG_VIEW: 1,
+        ITEMS_VIEW: 2,
+        ITEM_SIDS_VIEW: 1,
+        ITEM_EMBEDDINGS_VIEW: 1,
+        ITEM_STATS_VIEW: 2,
+    }
+    assert report["features"][USER_FEATURES_VIEW] == 11 and report["features"][ITEMS_VIEW] == 5
+    assert report["features"][ITEM_STATS_VIEW] == 6
 
     store = feature_store.get_store(lake.cfg)
     row = {"user_id": ["u4"], "n_positive": [1], "active_days": [1], "tenure_days": [0]}
@@ -158,3 +178,18 @@ def test_check_online_agrees_then_names_a_mismatch(lake):
         assert "user_id='u4' feature user_profile:n_events: online=99 lake=1" in str(err.value)
     finally:
         store.write_to_online_store("user_profile", pd.DataFrame({**row, "n_events": [1]}))
+
+
+def test_item_views_serve_the_newest_semantic_id_and_stats(lake):
+    """Item SIDs written on D1 stay online after D2's materialisation (TTL: until replaced)."""
+    from tests.features.conftest import EXPECTED_CODES, EXPECTED_STATS
+
+    assert lake.materialized[D2]["views"]["item_sids"]["rows"] == 1  # i5, coded on D2
+    store = feature_store.get_store(lake.cfg)
+    online = store.get_online_features(
+        features=["item_sids:codes", "item_stats:n_users", "item_embeddings:embedding_source"],
+        entity_rows=[{"item_id": i} for i in EXPECTED_CODES],
+    ).to_dict()
+    assert online["codes"] == list(EXPECTED_CODES.values())
+    assert online["n_users"] == [EXPECTED_STATS.get(i, (None, None))[1] for i in EXPECTED_CODES]
+    assert online["embedding_source"] == ["cold"] * 3

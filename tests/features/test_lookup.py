@@ -22,7 +22,11 @@ def test_lookup_prints_a_known_user_and_item(lake, capsys):
     assert "  n_events          : 4\n" in out
     assert "  lifelong_item_ids : [i1, i2, i4, i5] (4 items)\n" in out
     assert main(_args(lake, "--item", "i1")) == 0
-    assert "  title       : Jazz, remastered\n" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("item 'i1' (onerec_item_v1, sqlite)")
+    assert "  title            : Jazz, remastered\n" in out
+    assert "  codes            : [1, 0, 2, 0] (4 items)\n" in out
+    assert "  n_users          : 3\n" in out
 
 
 def test_lookup_unknown_user_is_a_message_and_exit_1(lake, capsys):

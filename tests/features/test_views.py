@@ -17,12 +17,24 @@ def repo(tiny_cfg):
 
 def test_definitions_are_complete(repo):
     assert {e.name for e in repo.entities} >= {"user", "item"}
-    assert {fv.name for fv in repo.feature_views} == {"user_profile", "user_sequences", "item_content"}
-    assert {s.name for s in repo.feature_services} == {"onerec_train_v1", "onerec_serve_v1"}
+    assert {fv.name for fv in repo.feature_views} == set(VIEWS)
+    services = {"onerec_train_v1", "onerec_serve_v1", "onerec_train_v2", "onerec_serve_v2", "onerec_item_v1"}
+    assert {s.name for s in repo.feature_services} == services
     assert {e.join_key for e in repo.entities if e.name in ("user", "item")} == {"user_id", "item_id"}
 
 
-@pytest.mark.parametrize("view", ["user_profile", "user_sequences", "item_content"])
+VIEWS = [
+    "user_profile",
+    "user_sequences",
+    "user_lifelong",
+    "item_content",
+    "item_sids",
+    "item_embeddings",
+    "item_stats",
+]
+
+
+@pytest.mark.parametrize("view", VIEWS)
 def test_view_fields_are_schema_columns_with_compatible_types(repo, view):
     fv: FeatureView = next(v for v in repo.feature_views if v.name == view)
     schema = BY_TABLE[fv.batch_source.tags["lake_table"]]
@@ -39,8 +51,10 @@ def test_view_fields_are_schema_columns_with_compatible_types(repo, view):
 
 def test_user_views_keep_a_user_state_until_the_user_acts_again(repo):
     ttl = {fv.name: fv.ttl.days for fv in repo.feature_views}
-    assert ttl["user_profile"] == ttl["user_sequences"] == 365
-    assert ttl["item_content"] >= 365
+    assert ttl["user_profile"] == ttl["user_sequences"] == ttl["user_lifelong"] == 365
+    # A semantic ID must stay decodable as long as the item's content is served.
+    assert ttl["item_content"] == ttl["item_sids"] == ttl["item_embeddings"] >= 365
+    assert ttl["item_stats"] == 365
 
 
 def test_sources_name_no_path(repo):
