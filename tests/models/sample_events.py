@@ -60,3 +60,41 @@ def random_sids(item_ids, levels: int = 2, k: int = 8, version: str = "v20261001
         codes.append([*tup, seen.get(tup, 0)])
         seen[tup] = seen.get(tup, 0) + 1
     return pd.DataFrame({"item_id": item_ids, "codes": codes, "codebook_version": version, "ds": ds})
+
+
+def write_model_inputs(cfg, settings: SampleSettings, levels: int = 2, k: int = 8) -> list:
+    """The tables the model stages read, Spark-free: bronze.events, gold.training_examples (leave_one_out,
+    every day), a real RQ-KMeans codebook (models.rq_kmeans + codebook_io) and gold.item_sids over
+    cluster-shaped item vectors. Returns the sample days. (The Spark jobs that write these in the
+    DAG are tested in tests/jobs; here only their output contract matters.)"""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from jobs.semantic_ids import codebook_root, version_for
+    from models import codebook_io, rq_kmeans
+
+    events = sample_events(settings)
+    days = sorted(events["event_date"].unique())
+    ev = events.assign(event_id=[f"e{i}" for i in range(len(events))], source_file="sample", source_line=0)
+    ev["ts"] = ev["ts"].dt.tz_localize("UTC")
+    write_deltalake(cfg.table_path("events"), pa.Table.from_pandas(ev, preserve_index=False),
+                    partition_by=["event_date"], mode="overwrite")  # fmt: skip
+    examples = pd.concat([leave_one_out_rows(events, d) for d in days], ignore_index=True)
+    write_deltalake(cfg.table_path("training_examples"), pa.Table.from_pandas(examples, preserve_index=False),
+                    partition_by=["protocol", "ds"], mode="overwrite")  # fmt: skip
+    world = build_world(settings)
+    rng = np.random.default_rng(0)
+    items = sorted(set(events["item_id"]))
+    cluster = world.item_cluster[[int(i[1:]) for i in items]]
+    x = np.eye(max(8, settings.n_clusters))[cluster] + 0.3 * rng.standard_normal(
+        (len(items), max(8, settings.n_clusters))
+    )
+    book = rq_kmeans.fit(x.astype(np.float32), rq_kmeans.RQKMeansConfig(levels=levels, codes_per_level=k, seed=0))
+    codes = rq_kmeans.resolve_collisions(book.train_codes, items)
+    version = version_for(days[0])
+    codebook_io.save(book, codebook_root(cfg) / version, version=version)
+    sids = pd.DataFrame({"item_id": items, "codes": [[int(c) for c in row] for row in codes],
+                         "codebook_version": version, "ds": days[0]})  # fmt: skip
+    write_deltalake(cfg.table_path("item_sids"), pa.Table.from_pandas(sids, preserve_index=False),
+                    partition_by=["codebook_version"], mode="overwrite")  # fmt: skip
+    return days

@@ -1,0 +1,344 @@
+"""The model half of the daily DAG: ``train -> reward_refresh -> align -> evaluate -> promote``.
+
+Each function is one Airflow task body, ``(ds, run_conf) -> small JSON-able dict`` like
+``jobs.stages``; the run conf picks the config (``settings_for_run``). They talk through files
+under ``model.work_dir/<ds>/`` and two registries (``models/registry.py``): the generator's
+(aliases ``candidate`` and ``champion``) and the reward model's (alias ``latest``). Tables are
+read through the Delta log with ``deltalake`` (no Spark session is needed for model work).
+
+Re-running a day is idempotent: a stage continues from the champion / reward version of an
+*earlier* day (never from the one the same day produced), the registry returns the existing
+version for identical files, and outputs of the day are replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from conf.settings import Settings
+from jobs.stages import _day, settings_for_run
+
+
+# ---- shared plumbing --------------------------------------------------------------------------
+def _run_dir(cfg: Settings, ds: date) -> Path:
+    return Path(cfg.resolve(cfg.model.work_dir)) / ds.isoformat()
+
+
+def _write(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    return payload
+
+
+def _read_table(cfg: Settings, table: str, predicate=None):
+    """A gold/bronze table as pandas, through the Delta log (``predicate``: a pyarrow dataset filter)."""
+    from deltalake import DeltaTable
+
+    dataset = DeltaTable(cfg.table_path(table)).to_pyarrow_dataset()
+    return dataset.to_table(filter=predicate).to_pandas()
+
+
+def _examples(cfg: Settings, ds: date):
+    import pyarrow.dataset as pds
+
+    pred = (pds.field("protocol") == "leave_one_out") & (pds.field("ds") == ds)
+    return _read_table(cfg, "training_examples", pred)
+
+
+def _events(cfg: Settings, ds: date, days: int):
+    import pyarrow.dataset as pds
+
+    pred = (pds.field("event_date") <= ds) & (pds.field("event_date") > ds - timedelta(days=days))
+    return _read_table(cfg, "events", pred)
+
+
+def _registries(cfg: Settings):
+    from models.registry import ModelRegistry, registry_for
+
+    return registry_for(cfg), ModelRegistry(Path(cfg.resolve(cfg.model.reward.registry_dir)))
+
+
+def _before(registry, alias: str, ds: date):
+    """The version ``alias`` pointed at most recently among those made for a day before ``ds``."""
+    current = registry.get(alias)
+    if current is None or current.versions.get("ds", "") < ds.isoformat():
+        return current
+    for event in reversed(registry.history()):
+        if event.get("alias") == alias and event.get("version"):
+            v = registry.version(event["version"])
+            if v.versions.get("ds", "") < ds.isoformat():
+                return v
+    return None
+
+
+def _reward_model(cfg: Settings, ds: date):
+    """``(P-Score model, its item ids, version)`` trained through ``ds`` (or the latest before it)."""
+    from models import reward
+
+    _, rewards = _registries(cfg)
+    latest = rewards.get("latest")
+    if latest is None or latest.versions.get("ds", "") > ds.isoformat():
+        latest = _before(rewards, "latest", ds + timedelta(days=1))
+    if latest is None:
+        return None, [], None
+    model, manifest = reward.load(latest.path)
+    return model, manifest["item_ids"], latest.version
+
+
+def _threads(cfg: Settings) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, cfg.model.threads))
+
+
+# ---- stages -----------------------------------------------------------------------------------
+def train(ds: str, run_conf: dict | None = None) -> dict:
+    """gold.training_examples[leave_one_out, ds] + gold.item_sids[current codebook] -> the day's SFT candidate.
+
+    Continues from the champion (of an earlier day) for ``model.steps_per_day`` steps when it was
+    trained on the same codebook version, preset and architecture; with a new codebook version (or
+    no champion) trains from scratch for ``model.full_retrain_steps``. Writes
+    ``<work_dir>/<ds>/sft/best`` (checkpoint + ``items/``) and ``train.json``. With
+    ``model.launcher`` set (e.g. torchrun) the training runs as that command (models.continual).
+    """
+    from jobs.semantic_ids import codebook_root, codebook_versions
+    from models import codebook_io, continual
+    from models.registry import registry_for
+
+    cfg, day = settings_for_run(run_conf), _day(ds)
+    m, run = cfg.model, _run_dir(cfg, _day(ds))
+    versions = codebook_versions(codebook_root(cfg), day)
+    if not versions:
+        raise FileNotFoundError(f"no codebook on or before {day}: run jobs.semantic_ids first")
+    version = versions[-1]
+    k = max(codebook_io.read_manifest(codebook_root(cfg) / version)["k_per_level"])
+    import pyarrow.dataset as pds
+
+    space = continual.ItemSpace.from_sids(
+        _read_table(cfg, "item_sids", pds.field("codebook_version") == version), version, k
+    )
+    champion = _before(registry_for(cfg), "champion", day)
+    same = champion is not None and all(
+        champion.versions.get(key) == value
+        for key, value in (("codebook", version), ("preset", m.preset), ("architecture", m.architecture))
+    )
+    mode = "continue" if same else ("full_retrain" if champion else "initial")
+    steps = m.steps_per_day if same else m.full_retrain_steps
+    out = run / "sft"
+    shutil.rmtree(out, ignore_errors=True)
+    overrides = {"device": m.device, "dtype": m.dtype, "beam_size": m.beam_size, "seed": m.seed}
+    if m.batch_size:
+        overrides["batch_size"] = m.batch_size
+    init = champion.path if same else None
+    if m.launcher:
+        space.save(run / "items")
+        cmd = [*shlex.split(m.launcher), "--examples", cfg.table_path("training_examples"), "--ds", day.isoformat(),
+               "--items", str(run / "items"), "--out", str(out), "--preset", m.preset, "--steps", str(steps),
+               "--overrides", json.dumps(overrides)]  # fmt: skip
+        cmd += (["--init", str(init)] if init else []) + (["--architecture", m.architecture] if m.architecture else [])
+        subprocess.run(cmd, check=True)
+        result = json.loads((out / "continual.json").read_text())
+    else:
+        _threads(cfg)
+        result = continual.run(_examples(cfg, day), space, out, preset_name=m.preset, steps=steps, init_dir=init,
+                               architecture=m.architecture, overrides=overrides, eval_users=m.eval_users,
+                               versions={"ds": day.isoformat(), "codebook": version})  # fmt: skip
+    space.save(out / "best" / "items")  # the checkpoint carries its item space into the registry
+    return _write(run / "train.json", {
+        "ds": day.isoformat(), "mode": mode, "from": champion.version if same else None, "steps": steps,
+        "codebook_version": version, "n_items": len(space.item_ids) - 1, "checkpoint": str(out / "best"),
+        "valid": result.get("valid"), "test": result.get("test"), "n_users": result.get("n_users"),
+        "train": result.get("train"),
+    })  # fmt: skip
+
+
+def reward_refresh(ds: str, run_conf: dict | None = None) -> dict:
+    """bronze.events (``model.reward.history_days`` up to ds) -> a P-Score version for ds (alias ``latest``).
+
+    The previous version (an earlier day's) is first scored on ds's interactions -- its next-day AUC
+    per task and fused, the honest held-out number -- then trained further on ds. The first version
+    trains on every day read. ``reward_refresh.json`` holds both AUC sets.
+    """
+    import tempfile
+
+    from models import reward
+
+    cfg, day = settings_for_run(run_conf), _day(ds)
+    r, run = cfg.model.reward, _run_dir(cfg, _day(ds))
+    _threads(cfg)
+    events = _events(cfg, day, r.history_days)
+    is_day = (events["event_date"] == day).to_numpy()
+    if not is_day.any():
+        return _write(run / "reward_refresh.json", {"ds": day.isoformat(), "skipped": "no events on ds"})
+    _, rewards = _registries(cfg)
+    prev = _before(rewards, "latest", day)
+    if prev is not None:
+        model, manifest = reward.load(prev.path)
+        item_ids = manifest["item_ids"]
+        item_ids += sorted(set(events["item_id"].astype(str)) - set(item_ids))  # new items appended
+        model = reward.grow_vocab(model, len(item_ids))
+    else:
+        item_ids = sorted(set(events["item_id"].astype(str)))
+        tasks = reward.usable_tasks(reward.derive_labels(events), r.min_positives)
+        rcfg = reward.RewardConfig(n_items=len(item_ids), tasks=tasks, history_len=r.history_len, d_model=r.d_model,
+                                   hidden=r.hidden, duration_buckets=r.duration_buckets,
+                                   long_view_quantile=r.long_view_quantile)  # fmt: skip
+        model = reward.PScore(rcfg)
+    vocab = {item: i + 1 for i, item in enumerate(item_ids)}
+    today = reward.build_interactions(events, vocab, model.cfg, keep=is_day)
+    next_day_auc = reward.auc_report(model, today) if prev is not None else None
+    train_rows = today if prev is not None else reward.build_interactions(events, vocab, model.cfg)
+    loss = reward.fit(model, train_rows, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, seed=cfg.model.seed)
+    metrics = {"next_day_auc": next_day_auc, "evaluated_on": day.isoformat() if prev else None,
+               "in_sample_auc": reward.auc_report(model, today), "loss": loss, "rows": len(train_rows)}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = reward.save(Path(tmp) / "reward", model, item_ids, metrics, {"ds": day.isoformat()})
+        version = rewards.register(saved, metrics, {"ds": day.isoformat(), "previous": prev.version if prev else None})
+    rewards.set_alias("latest", version, f"trained through {day}")
+    return _write(run / "reward_refresh.json", {"ds": day.isoformat(), "version": version, "tasks": list(model.cfg.tasks),
+                                                "previous": prev.version if prev else None, **metrics})  # fmt: skip
+
+
+def align(ds: str, run_conf: dict | None = None) -> dict:
+    """The day's SFT candidate + the reward model -> ``<work_dir>/<ds>/aligned`` (ECPO or DPO, ``model.align``).
+
+    Reports the generation metrics (Recall/NDCG@10, mean reward, legal rate, coverage, diversity)
+    on the day's held-out test users before and after alignment, and the time per alignment step,
+    in ``align.json``. ``model.align.method=none`` copies the SFT candidate unchanged.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from models import checkpoint, continual, data
+    from models import train as trainer
+    from models.align import AlignConfig
+    from models.align import align as run_align
+    from models.beam import SemanticIdTrie
+    from models.config import preset
+    from models.policy_eval import PolicyReward, generation_metrics
+
+    cfg, day = settings_for_run(run_conf), _day(ds)
+    a, run = cfg.model.align, _run_dir(cfg, _day(ds))
+    _threads(cfg)
+    sft = run / "sft" / "best"
+    space = continual.ItemSpace.load(sft / "items")
+    model = continual.load_generator(sft)
+    pscore, reward_ids, reward_version = _reward_model(cfg, day)
+    if pscore is None:
+        raise FileNotFoundError(f"no reward model trained through {day}: run reward_refresh first")
+    policy_reward = PolicyReward(pscore, reward_ids, space.item_ids, a.illegal_reward,
+                                 _business(cfg, day, space) if a.business_weight else None, a.business_weight)  # fmt: skip
+    loo = data.from_training_examples(_examples(cfg, day), space.index)
+    test, contexts = data.eval_examples(loo, "test", model.cfg), data.eval_examples(loo, "valid", model.cfg)
+    trie = SemanticIdTrie.from_item_codes(space.codes, model.cfg.level_sizes)
+    metrics = lambda: generation_metrics(model, test, space.codes, trie, policy_reward, cfg.model.beam_size)  # noqa: E731
+    before, log = metrics(), []
+    if a.method != "none":
+        task = trainer.OneRecTask(loo, model.cfg, preset(cfg.model.preset).train, space.codes)
+        batch = min(task.tc.batch_size, task.n_examples)
+        sft_batch = lambda rng: task.batch(rng.choice(task.n_examples, batch, replace=False).tolist())  # noqa: E731
+        fields = {f.name for f in dataclasses.fields(AlignConfig)}
+        acfg = AlignConfig(**{k: v for k, v in a.model_dump().items() if k in fields},
+                           constrained=a.constrained_rollouts)  # fmt: skip
+        log = run_align(model, contexts, space.codes, trie, policy_reward, acfg, sft_batch)
+    after = metrics() if log else before
+    out = run / "aligned"
+    checkpoint.save(out, model, model_config=model.cfg, metrics=after, rng=False,
+                    versions={"ds": day.isoformat(), "codebook": space.codebook_version, "reward": reward_version})  # fmt: skip
+    space.save(out / "items")
+    steps = [row for row in log if "loss" in row]
+    timing = {k: float(np.mean([row[k] for row in steps])) if steps else None for k in ("rollout_s", "update_s")}
+    return _write(run / "align.json", {
+        "ds": day.isoformat(), "method": a.method, "steps": len(steps), "reward_version": reward_version,
+        "before": before, "after": after, "checkpoint": str(out), "log": log,
+        "step_s": (timing["rollout_s"] or 0) + (timing["update_s"] or 0) if steps else None, **timing,
+    })  # fmt: skip
+
+
+def _business(cfg: Settings, day: date, space) -> Any:
+    """Per-item business value: mean duration-aware play percentile - 0.5 (down-weights bait content)."""
+    import numpy as np
+
+    from models.reward_shaping import duration_aware_reward
+
+    events = _events(cfg, day, cfg.model.reward.history_days)
+    value = np.zeros(len(space.item_ids), dtype=np.float32)
+    if {"play_seconds", "item_duration_seconds"} <= set(events.columns):
+        pct, _ = duration_aware_reward(events["play_seconds"].to_numpy(float),
+                                       events["item_duration_seconds"].to_numpy(float))  # fmt: skip
+        means = events.assign(p=pct).groupby("item_id")["p"].mean()
+        for item, mean in means.dropna().items():
+            if item in space.index:
+                value[space.index[item]] = mean - 0.5
+    return value
+
+
+def evaluate(ds: str, run_conf: dict | None = None) -> dict:
+    """The aligned candidate and the champion (of an earlier day) on the same held-out users.
+
+    Both score the leave_one_out test targets of ds (users whose targets both models can name),
+    with the latest reward model for ``mean_reward``. Registers the candidate (alias ``candidate``)
+    and writes ``evaluation.json``.
+    """
+    from models.continual import ItemSpace
+    from models.promote import evaluate_checkpoint, shared_users
+    from models.registry import registry_for
+
+    cfg, day = settings_for_run(run_conf), _day(ds)
+    run, reg = _run_dir(cfg, day), registry_for(cfg)
+    _threads(cfg)
+    candidate_dir = run / "aligned"
+    champion = _before(reg, "champion", day)
+    spaces = [ItemSpace.load(candidate_dir / "items")] + ([ItemSpace.load(champion.path / "items")] if champion else [])
+    examples = shared_users(_examples(cfg, day), spaces)
+    pscore, reward_ids, reward_version = _reward_model(cfg, day)
+    score = lambda d: evaluate_checkpoint(d, examples, pscore, reward_ids, cfg.model.beam_size, cfg.model.device)  # noqa: E731
+    metrics = {"candidate": score(candidate_dir), "champion": score(champion.path) if champion else None}
+    m = cfg.model
+    version = reg.register(candidate_dir, metrics["candidate"], {
+        "ds": day.isoformat(), "codebook": spaces[0].codebook_version, "preset": m.preset,
+        "architecture": m.architecture, "reward": reward_version, "align": m.align.method,
+    })  # fmt: skip
+    reg.set_alias("candidate", version, f"trained on {day}")
+    return _write(run / "evaluation.json", {"ds": day.isoformat(), "candidate": version,
+                                            "champion": champion.version if champion else None,
+                                            "users": int(examples["user_id"].nunique()), "metrics": metrics})  # fmt: skip
+
+
+def promote(ds: str, run_conf: dict | None = None) -> dict:
+    """Gates of ``model.promote`` on ``evaluation.json`` -> atomic ``champion`` switch, or a rejection.
+
+    The decision (which gates passed or failed, with values) goes to
+    ``<reports_dir>/runs/<ds>/promotion.json`` for the run report.
+    """
+    from models.promote import decide, record
+    from models.registry import registry_for
+
+    cfg, day = settings_for_run(run_conf), _day(ds)
+    p, reg = cfg.model.promote, registry_for(cfg)
+    ev = json.loads((_run_dir(cfg, day) / "evaluation.json").read_text())
+    decision = decide(ev["metrics"]["candidate"], ev["metrics"]["champion"], p.primary, p.primary_tolerance,
+                      dict(p.tolerances))  # fmt: skip
+    if decision["promote"]:
+        reg.set_alias("champion", ev["candidate"], f"{day}: {decision['reason']}")
+    champion = reg.get("champion")
+    payload = {"ds": day.isoformat(), "candidate": ev["candidate"], "champion_before": ev["champion"],
+               "champion_after": champion.version if champion else None, "promoted": decision["promote"],
+               "reason": decision["reason"], "primary": p.primary, "gates": decision["gates"],
+               "metrics": ev["metrics"], "users": ev["users"], "registry": str(reg.root)}  # fmt: skip
+    record(Path(cfg.resolve(cfg.reports_dir)) / "runs" / day.isoformat() / "promotion.json", payload)
+    return {k: payload[k] for k in ("ds", "candidate", "champion_before", "champion_after", "promoted", "reason")}
+
+
+if __name__ == "__main__":  # python -m jobs.model_stages <stage> <ds> [config]
+    stage, ds_arg = sys.argv[1], sys.argv[2]
+    conf = {"config": sys.argv[3]} if len(sys.argv) > 3 else None
+    print(json.dumps(globals()[stage](ds_arg, conf), indent=2, default=str))
