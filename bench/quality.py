@@ -42,6 +42,8 @@ from models.tasks import OneRecTask, SASRecTask
 from models.train import train
 
 KEYS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
+PROTOCOL = ("leave-one-out (last = test, second to last = valid), full ranking over all items, no history "
+            "filtering; selection on valid only, test scored once")  # fmt: skip
 
 
 # --- ingest and sequences ------------------------------------------------------------------------
@@ -193,9 +195,11 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
     stage("sequences", t0)
 
     metrics: dict[str, Any] = {"dataset": name, "profile": plan.name, "device": _device_name(device)}
+    metrics.update(stages=stages, published=quality_report.published(name), protocol=PROTOCOL)
     t0 = time.perf_counter()
     sasrec, metrics["sasrec"] = run_sasrec(loo, plan, "ce", runs, device)
     stage("train_sasrec_ce", t0)
+    quality_report.write(out, metrics)  # partial results survive a killed run
 
     sources = _sources(plan, ids, texts)
     candidates: dict[str, Any] = {}
@@ -219,17 +223,15 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
     metrics["onerec"] = _row(test, result["wall_s"], valid=result["valid"], sid_source=source,
                              params=result["params"], beam_size=plan.onerec_train.test_beam_size)  # fmt: skip
     metrics["onerec_candidates"] = candidates
+    quality_report.write(out, metrics)
 
     t0 = time.perf_counter()
     _, metrics["sasrec_bce"] = run_sasrec(loo, plan, "bce", runs, device)
     stage("train_sasrec_bce", t0)
 
     metrics.update(
-        stages=stages, wall_s=round(time.perf_counter() - t_all, 1), data={"users": len(loo.users),
+        wall_s=round(time.perf_counter() - t_all, 1), host=platform.node(), data={"users": len(loo.users),
         "items": loo.n_items, "interactions": int(sum(len(s) for s in seqs.values()))},
-        protocol="leave-one-out (last = test, second to last = valid), full ranking over all items, "
-        "no history filtering; selection on valid only, test scored once",
-        published=quality_report.published(name), host=platform.node(),
     )  # fmt: skip
     quality_report.write(out, metrics)
     return metrics

@@ -32,7 +32,7 @@ def table(metrics: dict[str, Any]) -> str:
     for name, row in rows:
         lines.append(f"{name:<34}" + "".join(f"{row.get(k, float('nan')):>11.4f}" for k in KEYS))
     lines.append(f"dataset {metrics['dataset']}, profile {metrics['profile']}, {metrics['device']}, "
-                 f"wall {metrics['wall_s']} s")  # fmt: skip
+                 f"wall {metrics.get('wall_s')} s")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -57,7 +57,7 @@ def _html(metrics: dict[str, Any]) -> str:
 tr.pub{{color:#666}}</style>
 <h1>Leave-one-out quality: {html.escape(metrics["dataset"])}</h1>
 <p>{html.escape(metrics.get("protocol", ""))}. Profile <b>{metrics["profile"]}</b> on {html.escape(metrics["device"])},
-total wall time {metrics["wall_s"]} s. Data: {metrics.get("data")}.</p>
+total wall time {metrics.get("wall_s", "(unfinished)")} s. Data: {metrics.get("data")}.</p>
 <h2>Test split</h2><table><tr>{head}</tr>{body}</table>
 <h2>OneRec candidates (semantic-ID source; chosen on valid Recall@10)</h2>
 <table><tr><th>source</th><th>valid R@10</th><th>valid N@10</th><th>codes</th><th>wall s</th></tr>{cand}</table>
