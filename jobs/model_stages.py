@@ -168,11 +168,14 @@ def reward_refresh(ds: str, run_conf: dict | None = None) -> dict:
     """
     import tempfile
 
+    import torch
+
     from models import reward
 
     cfg, day = settings_for_run(run_conf), _day(ds)
     r, run = cfg.model.reward, _run_dir(cfg, _day(ds))
     _threads(cfg)
+    torch.manual_seed(cfg.model.seed)  # new vocabulary rows and a first model start the same on a re-run
     events = _events(cfg, day, r.history_days)
     is_day = (events["event_date"] == day).to_numpy()
     if not is_day.any():

@@ -74,13 +74,24 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _digest(directory: Path) -> str:
-    """sha256 over the relative names and bytes of a directory's files (the version.json excluded)."""
+    """sha256 over a directory's file names and contents, version.json excluded and JSON timestamps
+    (``created_at``) ignored: re-saving the same weights gives the same digest."""
     h = hashlib.sha256()
     for p in sorted(directory.rglob("*")):
         if p.is_file() and p.name != VERSION_FILE:
             h.update(str(p.relative_to(directory)).encode() + b"\0")
-            h.update(p.read_bytes())
+            h.update(_stable_json(p.read_bytes()) if p.suffix == ".json" else p.read_bytes())
     return h.hexdigest()
+
+
+def _stable_json(raw: bytes) -> bytes:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(doc, dict):
+        doc = {k: v for k, v in doc.items() if k not in ("created_at", "registered_at")}
+    return json.dumps(doc, sort_keys=True).encode()
 
 
 class ModelRegistry:

@@ -70,9 +70,6 @@ def write_model_inputs(cfg, settings: SampleSettings, levels: int = 2, k: int = 
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from jobs.semantic_ids import codebook_root, version_for
-    from models import codebook_io, rq_kmeans
-
     events = sample_events(settings)
     days = sorted(events["event_date"].unique())
     ev = events.assign(event_id=[f"e{i}" for i in range(len(events))], source_file="sample", source_line=0)
@@ -82,19 +79,30 @@ def write_model_inputs(cfg, settings: SampleSettings, levels: int = 2, k: int = 
     examples = pd.concat([leave_one_out_rows(events, d) for d in days], ignore_index=True)
     write_deltalake(cfg.table_path("training_examples"), pa.Table.from_pandas(examples, preserve_index=False),
                     partition_by=["protocol", "ds"], mode="overwrite")  # fmt: skip
+    write_codebook(cfg, settings, sorted(set(events["item_id"])), days[0], levels, k, mode="overwrite")
+    return days
+
+
+def write_codebook(cfg, settings: SampleSettings, items: list[str], day, levels: int = 2, k: int = 8,
+                   seed: int = 0, mode: str = "append") -> str:  # fmt: skip
+    """Fit a codebook version for ``day`` over cluster-shaped item vectors; add its gold.item_sids partition."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from jobs.semantic_ids import codebook_root, version_for
+    from models import codebook_io, rq_kmeans
+
     world = build_world(settings)
-    rng = np.random.default_rng(0)
-    items = sorted(set(events["item_id"]))
+    rng = np.random.default_rng(seed)
     cluster = world.item_cluster[[int(i[1:]) for i in items]]
-    x = np.eye(max(8, settings.n_clusters))[cluster] + 0.3 * rng.standard_normal(
-        (len(items), max(8, settings.n_clusters))
-    )
-    book = rq_kmeans.fit(x.astype(np.float32), rq_kmeans.RQKMeansConfig(levels=levels, codes_per_level=k, seed=0))
+    dim = max(8, settings.n_clusters)
+    x = np.eye(dim)[cluster] + 0.3 * rng.standard_normal((len(items), dim))
+    book = rq_kmeans.fit(x.astype(np.float32), rq_kmeans.RQKMeansConfig(levels=levels, codes_per_level=k, seed=seed))
     codes = rq_kmeans.resolve_collisions(book.train_codes, items)
-    version = version_for(days[0])
+    version = version_for(day)
     codebook_io.save(book, codebook_root(cfg) / version, version=version)
     sids = pd.DataFrame({"item_id": items, "codes": [[int(c) for c in row] for row in codes],
-                         "codebook_version": version, "ds": days[0]})  # fmt: skip
+                         "codebook_version": version, "ds": day})  # fmt: skip
     write_deltalake(cfg.table_path("item_sids"), pa.Table.from_pandas(sids, preserve_index=False),
-                    partition_by=["codebook_version"], mode="overwrite")  # fmt: skip
-    return days
+                    partition_by=["codebook_version"], mode=mode)  # fmt: skip
+    return version

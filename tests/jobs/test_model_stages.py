@@ -1,0 +1,80 @@
+"""Model stages end to end on a small sample: train -> reward_refresh -> align -> evaluate -> promote,
+two days, then a re-run of the day (idempotent) and a new codebook (full retrain)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conf.settings import SampleSettings, load_settings
+from jobs import model_stages as stages
+from models.registry import ModelRegistry
+from tests.models.sample_events import write_codebook, write_model_inputs
+
+SAMPLE = SampleSettings(n_users=60, n_items=80, n_clusters=4, days=5)
+CHAIN = ("train", "reward_refresh", "align", "evaluate", "promote")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    home = tmp_path_factory.mktemp("model_stages")
+    sets = [f"home={home}", "model.threads=1", "model.steps_per_day=20", "model.full_retrain_steps=60",
+            "model.align.steps=3", "model.align.users_per_step=16", "model.align.group_size=4",
+            "model.reward.epochs=2"]  # fmt: skip
+    conf = {"config": "tiny", "set": sets}
+    cfg = load_settings("tiny", sets)
+    days = write_model_inputs(cfg, SAMPLE)
+    results = {d: {s: getattr(stages, s)(d.isoformat(), conf) for s in CHAIN} for d in days[-3:-1]}
+    return cfg, conf, days, results
+
+
+def test_first_day_trains_from_scratch_and_is_promoted(run):
+    cfg, _, days, results = run
+    first = results[days[-3]]
+    assert first["train"]["mode"] == "initial" and first["train"]["steps"] == 60
+    assert first["reward_refresh"]["previous"] is None and "fused" in first["reward_refresh"]["in_sample_auc"]
+    assert first["promote"]["promoted"] and first["promote"]["champion_before"] is None
+
+
+def test_second_day_continues_and_reports(run):
+    cfg, _, days, results = run
+    day = results[days[-2]]
+    assert day["train"]["mode"] == "continue" and day["train"]["from"] == results[days[-3]]["evaluate"]["candidate"]
+    auc = day["reward_refresh"]["next_day_auc"]  # the previous version, scored on a day it never saw
+    assert day["reward_refresh"]["evaluated_on"] == days[-2].isoformat() and auc["fused"] is not None
+    align = day["align"]
+    assert align["method"] == "ecpo" and align["steps"] == 3 and align["step_s"] > 0
+    for when in ("before", "after"):
+        assert {"recall@10", "ndcg@10", "mean_reward", "legal_rate", "coverage@10", "diversity@10"} <= set(align[when])
+    # The run report's promotion record.
+    path = Path(cfg.resolve(cfg.reports_dir)) / "runs" / days[-2].isoformat() / "promotion.json"
+    decision = json.loads(path.read_text())
+    assert decision["champion_before"] == results[days[-3]]["evaluate"]["candidate"]
+    assert {g["metric"] for g in decision["gates"]} >= {"ndcg@10", "recall@10", "mean_reward", "legal_rate"}
+    assert decision["promoted"] == all(g["passed"] for g in decision["gates"])
+    champion = decision["candidate"] if decision["promoted"] else decision["champion_before"]
+    assert decision["champion_after"] == champion
+    reg = ModelRegistry(decision["registry"])
+    assert reg.get("champion").version == champion and reg.get("candidate").version == decision["candidate"]
+
+
+def test_rerun_of_a_day_is_idempotent(run):
+    cfg, conf, days, results = run
+    reg_root = Path(cfg.resolve(cfg.model.registry_dir))
+    before = sorted(p.name for p in (reg_root / "versions").iterdir())
+    again = {s: getattr(stages, s)(days[-2].isoformat(), conf) for s in CHAIN}
+    assert again["train"]["mode"] == "continue" and again["train"]["from"] == results[days[-2]]["train"]["from"]
+    assert again["evaluate"]["candidate"] == results[days[-2]]["evaluate"]["candidate"]
+    assert again["promote"] == results[days[-2]]["promote"]
+    assert sorted(p.name for p in (reg_root / "versions").iterdir()) == before
+
+
+def test_new_codebook_means_full_retrain(run):
+    cfg, conf, days, _ = run
+    items = [f"i{k}" for k in range(SAMPLE.n_items)]
+    write_codebook(cfg, SAMPLE, items, days[-1], seed=1)
+    out = stages.train(days[-1].isoformat(), conf)
+    assert out["mode"] == "full_retrain" and out["codebook_version"] == f"v{days[-1]:%Y%m%d}"
+    assert out["steps"] == 60 and out["from"] is None
