@@ -18,84 +18,21 @@ import shlex
 import shutil
 import subprocess
 import sys
-from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
-from conf.settings import Settings
+from jobs.model_inputs import (
+    business_values,
+    item_space,
+    read_events,
+    read_examples,
+    registries,
+    reward_model,
+    run_dir,
+    set_threads,
+    version_before,
+    write_json,
+)
 from jobs.stages import _day, settings_for_run
-
-
-# ---- shared plumbing --------------------------------------------------------------------------
-def _run_dir(cfg: Settings, ds: date) -> Path:
-    return Path(cfg.resolve(cfg.model.work_dir)) / ds.isoformat()
-
-
-def _write(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    return payload
-
-
-def _read_table(cfg: Settings, table: str, predicate=None):
-    """A gold/bronze table as pandas, through the Delta log (``predicate``: a pyarrow dataset filter)."""
-    from deltalake import DeltaTable
-
-    dataset = DeltaTable(cfg.table_path(table)).to_pyarrow_dataset()
-    return dataset.to_table(filter=predicate).to_pandas()
-
-
-def _examples(cfg: Settings, ds: date):
-    import pyarrow.dataset as pds
-
-    pred = (pds.field("protocol") == "leave_one_out") & (pds.field("ds") == ds)
-    return _read_table(cfg, "training_examples", pred)
-
-
-def _events(cfg: Settings, ds: date, days: int):
-    import pyarrow.dataset as pds
-
-    pred = (pds.field("event_date") <= ds) & (pds.field("event_date") > ds - timedelta(days=days))
-    return _read_table(cfg, "events", pred)
-
-
-def _registries(cfg: Settings):
-    from models.registry import ModelRegistry, registry_for
-
-    return registry_for(cfg), ModelRegistry(Path(cfg.resolve(cfg.model.reward.registry_dir)))
-
-
-def _before(registry, alias: str, ds: date):
-    """The version ``alias`` pointed at most recently among those made for a day before ``ds``."""
-    current = registry.get(alias)
-    if current is None or current.versions.get("ds", "") < ds.isoformat():
-        return current
-    for event in reversed(registry.history()):
-        if event.get("alias") == alias and event.get("version"):
-            v = registry.version(event["version"])
-            if v.versions.get("ds", "") < ds.isoformat():
-                return v
-    return None
-
-
-def _reward_model(cfg: Settings, ds: date):
-    """``(P-Score model, its item ids, version)`` trained through ``ds`` (or the latest before it)."""
-    from models import reward
-
-    _, rewards = _registries(cfg)
-    latest = rewards.get("latest")
-    if latest is None or latest.versions.get("ds", "") > ds.isoformat():
-        latest = _before(rewards, "latest", ds + timedelta(days=1))
-    if latest is None:
-        return None, [], None
-    model, manifest = reward.load(latest.path)
-    return model, manifest["item_ids"], latest.version
-
-
-def _threads(cfg: Settings) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, cfg.model.threads))
 
 
 # ---- stages -----------------------------------------------------------------------------------
@@ -108,23 +45,14 @@ def train(ds: str, run_conf: dict | None = None) -> dict:
     ``<work_dir>/<ds>/sft/best`` (checkpoint + ``items/``) and ``train.json``. With
     ``model.launcher`` set (e.g. torchrun) the training runs as that command (models.continual).
     """
-    from jobs.semantic_ids import codebook_root, codebook_versions
-    from models import codebook_io, continual
+    from models import continual
     from models.registry import registry_for
 
     cfg, day = settings_for_run(run_conf), _day(ds)
-    m, run = cfg.model, _run_dir(cfg, _day(ds))
-    versions = codebook_versions(codebook_root(cfg), day)
-    if not versions:
-        raise FileNotFoundError(f"no codebook on or before {day}: run jobs.semantic_ids first")
-    version = versions[-1]
-    k = max(codebook_io.read_manifest(codebook_root(cfg) / version)["k_per_level"])
-    import pyarrow.dataset as pds
-
-    space = continual.ItemSpace.from_sids(
-        _read_table(cfg, "item_sids", pds.field("codebook_version") == version), version, k
-    )
-    champion = _before(registry_for(cfg), "champion", day)
+    m, run = cfg.model, run_dir(cfg, _day(ds))
+    space = item_space(cfg, day)
+    version = space.codebook_version
+    champion = version_before(registry_for(cfg), "champion", day)
     same = champion is not None and all(
         champion.versions.get(key) == value
         for key, value in (("codebook", version), ("preset", m.preset), ("architecture", m.architecture))
@@ -146,12 +74,12 @@ def train(ds: str, run_conf: dict | None = None) -> dict:
         subprocess.run(cmd, check=True)
         result = json.loads((out / "continual.json").read_text())
     else:
-        _threads(cfg)
-        result = continual.run(_examples(cfg, day), space, out, preset_name=m.preset, steps=steps, init_dir=init,
+        set_threads(cfg)
+        result = continual.run(read_examples(cfg, day), space, out, preset_name=m.preset, steps=steps, init_dir=init,
                                architecture=m.architecture, overrides=overrides, eval_users=m.eval_users,
                                versions={"ds": day.isoformat(), "codebook": version})  # fmt: skip
     space.save(out / "best" / "items")  # the checkpoint carries its item space into the registry
-    return _write(run / "train.json", {
+    return write_json(run / "train.json", {
         "ds": day.isoformat(), "mode": mode, "from": champion.version if same else None, "steps": steps,
         "codebook_version": version, "n_items": len(space.item_ids) - 1, "checkpoint": str(out / "best"),
         "valid": result.get("valid"), "test": result.get("test"), "n_users": result.get("n_users"),
@@ -173,15 +101,15 @@ def reward_refresh(ds: str, run_conf: dict | None = None) -> dict:
     from models import reward
 
     cfg, day = settings_for_run(run_conf), _day(ds)
-    r, run = cfg.model.reward, _run_dir(cfg, _day(ds))
-    _threads(cfg)
+    r, run = cfg.model.reward, run_dir(cfg, _day(ds))
+    set_threads(cfg)
     torch.manual_seed(cfg.model.seed)  # new vocabulary rows and a first model start the same on a re-run
-    events = _events(cfg, day, r.history_days)
+    events = read_events(cfg, day, r.history_days)
     is_day = (events["event_date"] == day).to_numpy()
     if not is_day.any():
-        return _write(run / "reward_refresh.json", {"ds": day.isoformat(), "skipped": "no events on ds"})
-    _, rewards = _registries(cfg)
-    prev = _before(rewards, "latest", day)
+        return write_json(run / "reward_refresh.json", {"ds": day.isoformat(), "skipped": "no events on ds"})
+    _, rewards = registries(cfg)
+    prev = version_before(rewards, "latest", day)
     if prev is not None:
         model, manifest = reward.load(prev.path)
         item_ids = manifest["item_ids"]
@@ -205,7 +133,7 @@ def reward_refresh(ds: str, run_conf: dict | None = None) -> dict:
         saved = reward.save(Path(tmp) / "reward", model, item_ids, metrics, {"ds": day.isoformat()})
         version = rewards.register(saved, metrics, {"ds": day.isoformat(), "previous": prev.version if prev else None})
     rewards.set_alias("latest", version, f"trained through {day}")
-    return _write(run / "reward_refresh.json", {"ds": day.isoformat(), "version": version, "tasks": list(model.cfg.tasks),
+    return write_json(run / "reward_refresh.json", {"ds": day.isoformat(), "version": version, "tasks": list(model.cfg.tasks),
                                                 "previous": prev.version if prev else None, **metrics})  # fmt: skip
 
 
@@ -229,17 +157,17 @@ def align(ds: str, run_conf: dict | None = None) -> dict:
     from models.policy_eval import PolicyReward, generation_metrics
 
     cfg, day = settings_for_run(run_conf), _day(ds)
-    a, run = cfg.model.align, _run_dir(cfg, _day(ds))
-    _threads(cfg)
+    a, run = cfg.model.align, run_dir(cfg, _day(ds))
+    set_threads(cfg)
     sft = run / "sft" / "best"
     space = continual.ItemSpace.load(sft / "items")
     model = continual.load_generator(sft)
-    pscore, reward_ids, reward_version = _reward_model(cfg, day)
+    pscore, reward_ids, reward_version = reward_model(cfg, day)
     if pscore is None:
         raise FileNotFoundError(f"no reward model trained through {day}: run reward_refresh first")
     policy_reward = PolicyReward(pscore, reward_ids, space.item_ids, a.illegal_reward,
-                                 _business(cfg, day, space) if a.business_weight else None, a.business_weight)  # fmt: skip
-    loo = data.from_training_examples(_examples(cfg, day), space.index)
+                                 business_values(cfg, day, space) if a.business_weight else None, a.business_weight)  # fmt: skip
+    loo = data.from_training_examples(read_examples(cfg, day), space.index)
     test, contexts = data.eval_examples(loo, "test", model.cfg), data.eval_examples(loo, "valid", model.cfg)
     trie = SemanticIdTrie.from_item_codes(space.codes, model.cfg.level_sizes)
     metrics = lambda: generation_metrics(model, test, space.codes, trie, policy_reward, cfg.model.beam_size)  # noqa: E731
@@ -259,29 +187,11 @@ def align(ds: str, run_conf: dict | None = None) -> dict:
     space.save(out / "items")
     steps = [row for row in log if "loss" in row]
     timing = {k: float(np.mean([row[k] for row in steps])) if steps else None for k in ("rollout_s", "update_s")}
-    return _write(run / "align.json", {
+    return write_json(run / "align.json", {
         "ds": day.isoformat(), "method": a.method, "steps": len(steps), "reward_version": reward_version,
         "before": before, "after": after, "checkpoint": str(out), "log": log,
         "step_s": (timing["rollout_s"] or 0) + (timing["update_s"] or 0) if steps else None, **timing,
     })  # fmt: skip
-
-
-def _business(cfg: Settings, day: date, space) -> Any:
-    """Per-item business value: mean duration-aware play percentile - 0.5 (down-weights bait content)."""
-    import numpy as np
-
-    from models.reward_shaping import duration_aware_reward
-
-    events = _events(cfg, day, cfg.model.reward.history_days)
-    value = np.zeros(len(space.item_ids), dtype=np.float32)
-    if {"play_seconds", "item_duration_seconds"} <= set(events.columns):
-        pct, _ = duration_aware_reward(events["play_seconds"].to_numpy(float),
-                                       events["item_duration_seconds"].to_numpy(float))  # fmt: skip
-        means = events.assign(p=pct).groupby("item_id")["p"].mean()
-        for item, mean in means.dropna().items():
-            if item in space.index:
-                value[space.index[item]] = mean - 0.5
-    return value
 
 
 def evaluate(ds: str, run_conf: dict | None = None) -> dict:
@@ -296,13 +206,13 @@ def evaluate(ds: str, run_conf: dict | None = None) -> dict:
     from models.registry import registry_for
 
     cfg, day = settings_for_run(run_conf), _day(ds)
-    run, reg = _run_dir(cfg, day), registry_for(cfg)
-    _threads(cfg)
+    run, reg = run_dir(cfg, day), registry_for(cfg)
+    set_threads(cfg)
     candidate_dir = run / "aligned"
-    champion = _before(reg, "champion", day)
+    champion = version_before(reg, "champion", day)
     spaces = [ItemSpace.load(candidate_dir / "items")] + ([ItemSpace.load(champion.path / "items")] if champion else [])
-    examples = shared_users(_examples(cfg, day), spaces)
-    pscore, reward_ids, reward_version = _reward_model(cfg, day)
+    examples = shared_users(read_examples(cfg, day), spaces)
+    pscore, reward_ids, reward_version = reward_model(cfg, day)
     score = lambda d: evaluate_checkpoint(d, examples, pscore, reward_ids, cfg.model.beam_size, cfg.model.device)  # noqa: E731
     metrics = {"candidate": score(candidate_dir), "champion": score(champion.path) if champion else None}
     m = cfg.model
@@ -311,7 +221,7 @@ def evaluate(ds: str, run_conf: dict | None = None) -> dict:
         "architecture": m.architecture, "reward": reward_version, "align": m.align.method,
     })  # fmt: skip
     reg.set_alias("candidate", version, f"trained on {day}")
-    return _write(run / "evaluation.json", {"ds": day.isoformat(), "candidate": version,
+    return write_json(run / "evaluation.json", {"ds": day.isoformat(), "candidate": version,
                                             "champion": champion.version if champion else None,
                                             "users": int(examples["user_id"].nunique()), "metrics": metrics})  # fmt: skip
 
@@ -327,7 +237,7 @@ def promote(ds: str, run_conf: dict | None = None) -> dict:
 
     cfg, day = settings_for_run(run_conf), _day(ds)
     p, reg = cfg.model.promote, registry_for(cfg)
-    ev = json.loads((_run_dir(cfg, day) / "evaluation.json").read_text())
+    ev = json.loads((run_dir(cfg, day) / "evaluation.json").read_text())
     decision = decide(ev["metrics"]["candidate"], ev["metrics"]["champion"], p.primary, p.primary_tolerance,
                       dict(p.tolerances))  # fmt: skip
     if decision["promote"]:

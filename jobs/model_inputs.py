@@ -1,0 +1,120 @@
+"""What the model stages read and share: Delta tables as pandas, run folders, registry look-ups.
+
+Tables are read through the Delta log with ``deltalake`` (pyarrow dataset filters on partition
+columns), so model work needs no Spark session. ``version_before`` is what makes a re-run of a
+day idempotent: stages start from the champion / reward version made for an *earlier* day.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from conf.settings import Settings
+
+
+def run_dir(cfg: Settings, ds: date) -> Path:
+    return Path(cfg.resolve(cfg.model.work_dir)) / ds.isoformat()
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    return payload
+
+
+def read_table(cfg: Settings, table: str, predicate=None):
+    """A gold/bronze table as pandas, through the Delta log (``predicate``: a pyarrow dataset filter)."""
+    from deltalake import DeltaTable
+
+    dataset = DeltaTable(cfg.table_path(table)).to_pyarrow_dataset()
+    return dataset.to_table(filter=predicate).to_pandas()
+
+
+def read_examples(cfg: Settings, ds: date):
+    import pyarrow.dataset as pds
+
+    pred = (pds.field("protocol") == "leave_one_out") & (pds.field("ds") == ds)
+    return read_table(cfg, "training_examples", pred)
+
+
+def read_events(cfg: Settings, ds: date, days: int):
+    import pyarrow.dataset as pds
+
+    pred = (pds.field("event_date") <= ds) & (pds.field("event_date") > ds - timedelta(days=days))
+    return read_table(cfg, "events", pred)
+
+
+def registries(cfg: Settings):
+    from models.registry import ModelRegistry, registry_for
+
+    return registry_for(cfg), ModelRegistry(Path(cfg.resolve(cfg.model.reward.registry_dir)))
+
+
+def version_before(registry, alias: str, ds: date):
+    """The version ``alias`` pointed at most recently among those made for a day before ``ds``."""
+    current = registry.get(alias)
+    if current is None or current.versions.get("ds", "") < ds.isoformat():
+        return current
+    for event in reversed(registry.history()):
+        if event.get("alias") == alias and event.get("version"):
+            v = registry.version(event["version"])
+            if v.versions.get("ds", "") < ds.isoformat():
+                return v
+    return None
+
+
+def reward_model(cfg: Settings, ds: date):
+    """``(P-Score model, its item ids, version)`` trained through ``ds`` (or the latest before it)."""
+    from models import reward
+
+    _, rewards = registries(cfg)
+    latest = rewards.get("latest")
+    if latest is None or latest.versions.get("ds", "") > ds.isoformat():
+        latest = version_before(rewards, "latest", ds + timedelta(days=1))
+    if latest is None:
+        return None, [], None
+    model, manifest = reward.load(latest.path)
+    return model, manifest["item_ids"], latest.version
+
+
+def set_threads(cfg: Settings) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, cfg.model.threads))
+
+
+def item_space(cfg: Settings, day: date):
+    """The generator's item space: gold.item_sids of the newest codebook version on or before ``day``."""
+    import pyarrow.dataset as pds
+
+    from jobs.semantic_ids import codebook_root, codebook_versions
+    from models import codebook_io
+    from models.continual import ItemSpace
+
+    versions = codebook_versions(codebook_root(cfg), day)
+    if not versions:
+        raise FileNotFoundError(f"no codebook on or before {day}: run jobs.semantic_ids first")
+    version = versions[-1]
+    k = max(codebook_io.read_manifest(codebook_root(cfg) / version)["k_per_level"])
+    return ItemSpace.from_sids(read_table(cfg, "item_sids", pds.field("codebook_version") == version), version, k)
+
+
+def business_values(cfg: Settings, day: date, space) -> Any:
+    """Per-item business value: mean duration-aware play percentile - 0.5 (down-weights bait content)."""
+    import numpy as np
+
+    from models.reward_shaping import duration_aware_reward
+
+    events = read_events(cfg, day, cfg.model.reward.history_days)
+    value = np.zeros(len(space.item_ids), dtype=np.float32)
+    if {"play_seconds", "item_duration_seconds"} <= set(events.columns):
+        pct, _ = duration_aware_reward(events["play_seconds"].to_numpy(float),
+                                       events["item_duration_seconds"].to_numpy(float))  # fmt: skip
+        means = events.assign(p=pct).groupby("item_id")["p"].mean()
+        for item, mean in means.dropna().items():
+            if item in space.index:
+                value[space.index[item]] = mean - 0.5
+    return value
