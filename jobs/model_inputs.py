@@ -34,10 +34,10 @@ def read_table(cfg: Settings, table: str, predicate=None):
 
 
 def read_examples(cfg: Settings, ds: date):
-    import pyarrow.dataset as pds
+    """gold.training_examples[leave_one_out, ds] (the same reader models.continual's CLI uses)."""
+    from models.continual import read_examples as read
 
-    pred = (pds.field("protocol") == "leave_one_out") & (pds.field("ds") == ds)
-    return read_table(cfg, "training_examples", pred)
+    return read(cfg.table_path("training_examples"), ds.isoformat())
 
 
 def read_events(cfg: Settings, ds: date, days: int):

@@ -159,10 +159,14 @@ def load_generator(directory: str | Path) -> SemanticIdGenerator:
 
 def read_examples(table: str | Path, ds: str) -> pd.DataFrame:
     """The leave_one_out rows of one day, read through the Delta log."""
+    from datetime import date
+
+    import pyarrow.dataset as pds
     from deltalake import DeltaTable
 
-    dt = DeltaTable(str(table))
-    return dt.to_pandas(filters=[("protocol", "=", "leave_one_out"), ("ds", "=", ds)])
+    day = date.fromisoformat(str(ds)[:10])
+    pred = (pds.field("protocol") == "leave_one_out") & (pds.field("ds") == day)
+    return DeltaTable(str(table)).to_pyarrow_dataset().to_table(filter=pred).to_pandas()
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -78,3 +78,17 @@ def test_new_codebook_means_full_retrain(run):
     out = stages.train(days[-1].isoformat(), conf)
     assert out["mode"] == "full_retrain" and out["codebook_version"] == f"v{days[-1]:%Y%m%d}"
     assert out["steps"] == 60 and out["from"] is None
+
+
+def test_dpo_switch_and_launcher_command(run):
+    """``model.align.method=dpo`` aligns by DPO; ``model.launcher`` runs training as a separate command
+    (torchrun on a cluster; plain ``python -m models.continual`` here)."""
+    import sys
+
+    cfg, conf, days, _ = run
+    dpo = stages.align(days[-2].isoformat(), {**conf, "set": [*conf["set"], "model.align.method=dpo"]})
+    assert dpo["method"] == "dpo" and dpo["steps"] >= 1 and dpo["after"]["legal_rate"] >= 0
+    launched = {**conf, "set": [*conf["set"], f"model.launcher={sys.executable} -m models.continual"]}
+    out = stages.train(days[-1].isoformat(), launched)
+    assert out["mode"] == "full_retrain" and Path(out["checkpoint"], "model.safetensors").is_file()
+    assert out["test"]["n_users"] > 0
