@@ -1,7 +1,12 @@
 """End to end: onerec_daily through real Airflow (dag.test on SQLite) on the tiny sample.
 
 Checks every table the DAG writes, the ingest books (raw = accepted + quarantined),
-that a re-run of a day changes no row, and that the run report renders.
+that a re-run of a day changes no row, and that the run report renders. Item side:
+every catalogue item gets a finite unit embedding and a unique semantic ID, items
+arriving on the second day are encoded with the first day's codebook while the
+first day's items keep their IDs, and the item views are online. The item settings
+are made cheap (hashing text encoder, a few alignment epochs) to keep the run short;
+the MiniLM path is covered by tests/jobs/test_item_embeddings.py.
 """
 
 import json
@@ -15,7 +20,25 @@ from jobs import delta
 
 pytestmark = pytest.mark.slow
 
-TABLES = ("events", "items", "users", "quarantine", "user_history", "user_features", "training_examples")
+TABLES = (
+    "events",
+    "items",
+    "users",
+    "quarantine",
+    "user_history",
+    "user_features",
+    "training_examples",
+    "item_pairs",
+    "item_embeddings",
+    "item_sids",
+    "user_lifelong_compressed",
+    "item_stats",
+)
+CHEAP_ITEM_SIDE = [
+    "item.embeddings.text_encoder=hashing",
+    "item.alignment.epochs=3",
+    "item.semantic_ids.compare_plain=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +50,18 @@ def daily_run(tiny_cfg, spark):
     manifest = json.loads((Path(tiny_cfg.resolve(tiny_cfg.source.path)) / "MANIFEST.json").read_text())
     start = tiny_cfg.sample.start_date
     days = [start, start + timedelta(days=1)]
-    run_conf = {"config": "tiny", "set": [f"home={tiny_cfg.home}"]}
-    results = run_days(tiny_cfg, days, run_conf)
-    return {"days": days, "results": results, "run_conf": run_conf, "manifest": manifest}
+    run_conf = {"config": "tiny", "set": [f"home={tiny_cfg.home}", *CHEAP_ITEM_SIDE]}
+    results = run_days(tiny_cfg, days[:1], run_conf)
+    sids_day1 = _sids(spark, tiny_cfg)  # to check that day 2 leaves them alone
+    results += run_days(tiny_cfg, days[1:], run_conf)
+    return {"days": days, "results": results, "run_conf": run_conf, "manifest": manifest, "sids_day1": sids_day1}
+
+
+def _sids(spark, cfg) -> dict[str, tuple[str, tuple[int, ...]]]:
+    if not delta.exists(spark, cfg.table_path("item_sids")):
+        return {}
+    rows = delta.read(spark, cfg.table_path("item_sids")).collect()
+    return {r.item_id: (r.codebook_version, tuple(r.codes)) for r in rows}
 
 
 def _plain(value):
@@ -111,3 +143,50 @@ def test_run_report_and_data_docs_exist(daily_run, tiny_cfg):
     html = page.read_text()
     assert "raw rows =" in html and "<img" in html
     assert (reports / "data_docs" / "index.html").exists()
+
+
+def test_every_item_has_a_unit_embedding_and_a_unique_semantic_id(daily_run, tiny_cfg, spark):
+    import numpy as np
+
+    day1 = daily_run["days"][1]
+    events = delta.read(spark, tiny_cfg.table_path("events")).select("item_id").distinct()
+    items = delta.read(spark, tiny_cfg.table_path("items")).select("item_id")
+    catalogue = {r.item_id for r in events.union(items).distinct().collect()}
+    emb = {r.item_id: r.embedding for r in delta.read(spark, tiny_cfg.table_path("item_embeddings")).collect()}
+    assert set(emb) == catalogue
+    norms = np.linalg.norm(np.array(list(emb.values()), dtype=np.float64), axis=1)
+    assert np.all(np.isfinite(norms)) and np.allclose(norms, 1.0, atol=1e-3)
+
+    sids = _sids(spark, tiny_cfg)
+    assert set(sids) == catalogue
+    assert len({v for v in sids.values()}) == len(sids)  # one tuple per item (within the version)
+    assert len({version for version, _ in sids.values()}) == 1  # daily runs never refit
+    assert delta.read(spark, tiny_cfg.table_path("item_pairs")).where(F.col("ds") == F.lit(day1)).count() > 0
+    stats = delta.read(spark, tiny_cfg.table_path("item_stats")).where(F.col("ds") == F.lit(day1))
+    active = delta.read(spark, tiny_cfg.table_path("events")).where(F.col("event_date") == F.lit(day1))
+    assert stats.count() == active.select("item_id").distinct().count()
+    lifelong = delta.read(spark, tiny_cfg.table_path("user_lifelong_compressed")).where(F.col("ds") == F.lit(day1))
+    assert lifelong.count() == active.select("user_id").distinct().count()
+
+
+def test_new_items_are_encoded_and_existing_ids_stay(daily_run, tiny_cfg, spark):
+    before, after = daily_run["sids_day1"], _sids(spark, tiny_cfg)
+    assert before and {k: after[k] for k in before} == before
+    new = set(after) - set(before)
+    reports = Path(tiny_cfg.resolve(tiny_cfg.reports_dir)) / "runs" / daily_run["days"][1].isoformat()
+    stage = json.loads((reports / "semantic_ids.json").read_text())
+    assert stage["mode"] == "encode" and stage.get("new_items", 0) == len(new)
+    page = (reports / "index.html").read_text()
+    assert 'id="codebook"' in page and "new items encoded today" in page
+
+
+def test_item_features_are_online(daily_run, tiny_cfg, spark):
+    from jobs import feature_store
+
+    store = feature_store.get_store(tiny_cfg)
+    sids = _sids(spark, tiny_cfg)
+    some = sorted(sids)[:3]
+    online = store.get_online_features(
+        features=["item_sids:codes", "item_embeddings:embedding_source"], entity_rows=[{"item_id": i} for i in some]
+    ).to_dict()
+    assert online["codes"] == [list(sids[i][1]) for i in some]
