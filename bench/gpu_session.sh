@@ -19,10 +19,11 @@ else
   Q=(--profile gpu --device cuda); TR=(--device cuda); TQ=${TQ:-440}; TT=${TT:-90}
 fi
 timeout "$TQ" $PY -m bench.quality --data var/gpu/Beauty.txt --format amazon_seq --name amazon-beauty \
-  --out "$OUT/quality" "${Q[@]}" > "$OUT/quality.log" 2>&1
+  --out "$OUT/quality" "${Q[@]}" ${QUALITY_ARGS:-} > "$OUT/quality.log" 2>&1
 echo "bench.quality rc=$? after $(( $(date +%s) - T0 )) s"; tail -12 "$OUT/quality.log"
-for d in "$OUT"/quality/*/runs/*/; do  # keep the logs and metrics, drop the checkpoints
-  [ -d "$d" ] && find "$d" -name '*.safetensors' -delete
+for d in "$OUT"/quality/*/runs/*/; do  # nested folders do not come back: flat copies of the logs
+  [ -f "$d/train_log.jsonl" ] && cp "$d/train_log.jsonl" "$OUT/log_$(basename "$d").jsonl"
+  rm -rf "$d"
 done
-timeout "$TT" $PY -m bench.train --out "$OUT/train.json" "${TR[@]}" > "$OUT/train.log" 2>&1
+timeout "$TT" $PY -m bench.train --out "$OUT/train.json" "${TR[@]}" ${TRAIN_ARGS:-} > "$OUT/train.log" 2>&1
 echo "bench.train rc=$? after $(( $(date +%s) - T0 )) s"; tail -60 "$OUT/train.log" | grep -v Warning

@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--requests", type=int, help="latency requests per beam (default 20 CPU, 200 CUDA)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="tiny shapes (tests)")
+    p.add_argument("--probes", default="onerec_100m,onerec_0_121b", help="presets for the CUDA MFU probe")
+    p.add_argument("--skip-default", action="store_true", help="only the CUDA probes (no default shape)")
     p.add_argument("--out", default="var/reports/bench/train.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -151,22 +153,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dtype = "bf16" if cuda else "fp32"
     report: dict[str, Any] = {"device": torch.cuda.get_device_name() if cuda else f"cpu x{args.threads} threads"}
     train = {}
-    for arch in ("encoder_decoder", "lazy_decoder"):
+    for arch in () if args.skip_default else ("encoder_decoder", "lazy_decoder"):
         cfg = dataclasses.replace(default, architecture=arch)
         train[f"default_{arch}"] = bench_training(cfg, 64 if args.quick else 256, steps, args.warmup, args.device,
                                                   dtype)  # fmt: skip
-    if cuda:  # the ~100M-parameter probe, where matrix units (not launches) bound the step
-        big = preset("onerec_0_121b")
+    probes = [name for name in args.probes.split(",") if name] if cuda else []
+    for name in probes:  # ~100M+ parameters, where matrix units (not launches) bound the step
+        big = preset(name)
         for arch in ("encoder_decoder", "lazy_decoder"):
             cfg = dataclasses.replace(big.onerec, architecture=arch)
-            train[f"onerec_0_121b_{arch}"] = bench_training(cfg, big.train.batch_size, steps, args.warmup,
-                                                            args.device, dtype)  # fmt: skip
+            train[f"{name}_{arch}"] = bench_training(cfg, big.train.batch_size, steps, args.warmup, args.device,
+                                                     dtype)  # fmt: skip
     report["train"] = train
-    report["latency"] = {"default": bench_latency(default, (10, 50) if not args.quick else (2, 5), requests,
-                                                  args.device, dtype)}  # fmt: skip
-    if cuda:
-        report["latency"]["onerec_0_121b"] = bench_latency(preset("onerec_0_121b").onerec, (10, 50), requests,
-                                                           args.device, dtype)  # fmt: skip
+    report["latency"] = {}
+    if not args.skip_default:
+        beams = (2, 5) if args.quick else (10, 50)
+        report["latency"]["default"] = bench_latency(default, beams, requests, args.device, dtype)
+    for name in probes:
+        report["latency"][name] = bench_latency(preset(name).onerec, (10, 50), requests, args.device, dtype)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=1))

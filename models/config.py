@@ -236,11 +236,21 @@ def onerec_0_121b() -> Preset:
     )
 
 
+def onerec_100m() -> Preset:
+    """~100M parameters (d 768, 4 + 4 layers, d_ff 3072, dense): the issue's MFU probe size
+    (``bench/train.py``); ``onerec_0_121b`` is the tech report's depth at d 1024 (~300M here)."""
+    base = onerec_0_121b()
+    onerec = dataclasses.replace(base.onerec, d_model=768, n_heads=12, n_kv_heads=4, n_enc_layers=4,
+                                 n_dec_layers=4, d_ff=3072)  # fmt: skip
+    return Preset(onerec=onerec, sasrec=base.sasrec, train=dataclasses.replace(base.train, batch_size=1024))
+
+
 PRESETS: dict[str, Callable[[], Preset]] = {
     "tiny": tiny,
     "small": small,
     "onerec_0_015b": onerec_0_015b,
     "onerec_0_121b": onerec_0_121b,
+    "onerec_100m": onerec_100m,
 }
 
 
