@@ -5,8 +5,10 @@ Contract of :func:`validate`:
 * reads the table only through ``jobs.delta.read`` (the Delta log, never parquet
   files), restricted to ``ds`` for tables partitioned by a date column
   (``event_date`` for events, ``ds`` for user_features / training_examples); the
-  other tables, or ``ds=None``, are validated whole. A table that does not exist
-  yet is validated as an empty frame;
+  other tables, or ``ds=None``, are validated whole, except ``item_sids``: only the
+  newest codebook version up to ``ds``, whose ``codebook.json`` gives the suite its
+  ``K`` per level (codes in range, utilisation; :func:`table_facts`). A table that
+  does not exist yet is validated as an empty frame;
 * adds the helper columns of :mod:`expectations.derived`, runs the checkpoint
   ``<layer>_<table>_checkpoint`` in the file context ``<home>/gx`` and updates the
   Data Docs at ``<reports_dir>/data_docs/index.html``;
