@@ -31,17 +31,6 @@ class DagDay:
     skipped_postgres: str | None  # why the run fell back to SQLite
 
 
-@pytest.fixture(scope="session")
-def pg_server():
-    """A PostgreSQL server on loopback for this test session (skips when none can start)."""
-    try:
-        server = postgres.start()
-    except postgres.PostgresUnavailable as exc:
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
-    yield server
-    server.stop()
-
-
 def run_dag_day(home: Path, ds: str, db_url: str, only=OPS_TASKS, timeout: float = 600) -> dict:
     """``python -m tests.ops.dag_day`` in a fresh process; its JSON result (raises with the log on failure)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "ONEREC_HOME": str(home)}
