@@ -49,5 +49,8 @@ lint: venv  ## ruff
 bench-sequences: venv  ## full rebuild vs incremental, Spark vs DuckDB
 	$(PY) -m bench.sequences
 
+bench-alignment: venv  ## reward AUC per task, metrics before/after ECPO and DPO, alignment step time (CPU)
+	$(PY) -m bench.alignment
+
 clean:  ## remove local state (var/)
 	rm -rf var
