@@ -20,7 +20,7 @@ DATA ?=
 FORMAT ?=
 RUN_ARGS := --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(FORMAT),--format $(FORMAT))
 
-.PHONY: venv run backfill test lint bench-sequences clean help
+.PHONY: venv run backfill test lint bench-sequences bench-quality clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -51,6 +51,9 @@ bench-sequences: venv  ## full rebuild vs incremental, Spark vs DuckDB
 
 bench-alignment: venv  ## reward AUC per task, metrics before/after ECPO and DPO, alignment step time (CPU)
 	$(PY) -m bench.alignment
+
+bench-quality: venv  ## OneRec vs SASRec-CE/BCE, leave-one-out (DATA=dir FORMAT=amazon_seq|amazon_json [QUALITY_ARGS=--device cuda])
+	$(PY) -m bench.quality --data $(or $(DATA),../shared/data/amazon-beauty) --format $(or $(FORMAT),amazon_seq) $(QUALITY_ARGS)
 
 clean:  ## remove local state (var/)
 	rm -rf var
