@@ -16,6 +16,7 @@ from jobs.loaders._base import BaseLoader
 from jobs.loaders._delimited import CSV, count_error, delimited_rows, field, header_groups, missing_message
 from jobs.loaders._frames import as_text, attributes_json, contract, union, utc_days
 from jobs.loaders._lines import not_blank, numbered_lines
+from jobs.loaders._screen import rejected_rows, screen
 from jobs.raw_contract import (
     INTERACTION_FIELDS,
     INTERACTION_REQUIRED,
@@ -208,6 +209,17 @@ def read_files(spark: SparkSession, files: Sequence[Path], table: Table) -> Data
     return union(spark, frames, table.fields)
 
 
+def read_screened(spark: SparkSession, root: Path, files: Sequence[Path], table: Table) -> DataFrame:
+    """:func:`read_files` of the files that pass the screening; one quarantine row per other file."""
+    ok, rejected = screen(files, root, file_kind)
+    frame = read_files(spark, ok, table)
+    if rejected:
+        for path, reason in rejected.items():
+            log.warning("%s: %s", path, reason)
+        frame = frame.unionByName(rejected_rows(spark, rejected, table.fields))
+    return frame
+
+
 class CanonicalLoader(BaseLoader):
     """canonical: the project's own layout under ROOT.
 
@@ -218,24 +230,26 @@ class CanonicalLoader(BaseLoader):
     items/ or items.{csv,jsonl,parquet}   item_id, title, description, categories, attributes,
                              image_path, image_vector
     users/ or users.{csv,jsonl,parquet}   user_id + any columns (folded into attributes)
-    With ds=... folders and a day asked for, only that day's folder is read.
+    With ds=... folders and a day asked for, only that day's folder is read. Every file is
+    screened first (jobs/loaders/_screen.py): one that is corrupt, not UTF-8 text, too large
+    or outside ROOT is quarantined whole, with the reason, and the rest still loads.
     """
 
     name = "canonical"
 
     def read_events(self, spark: SparkSession, root: str, ds: date | None, base_date: date) -> DataFrame:
         """Interaction rows; only ``interactions/ds=<ds>/`` when the layout is daily and ``ds`` is given."""
-        return read_files(spark, self.event_files(Path(root), ds), EVENTS)
+        return read_screened(spark, Path(root), self.event_files(Path(root), ds), EVENTS)
 
     def read_items(self, spark: SparkSession, root: str) -> DataFrame | None:
         """Item rows, or None without an items file."""
         files = entity_files(Path(root), "items")
-        return read_files(spark, files, ITEMS) if files else None
+        return read_screened(spark, Path(root), files, ITEMS) if files else None
 
     def read_users(self, spark: SparkSession, root: str) -> DataFrame | None:
         """User rows (every non-``user_id`` column in ``attributes``), or None without a users file."""
         files = entity_files(Path(root), "users")
-        return read_files(spark, files, USERS) if files else None
+        return read_screened(spark, Path(root), files, USERS) if files else None
 
     def event_dates(self, spark: SparkSession, root: str, base_date: date) -> list[date]:
         """The ``ds=`` folder days that hold data; without day folders, the days of the timestamps."""

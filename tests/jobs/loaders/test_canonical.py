@@ -133,10 +133,12 @@ def test_parquet_missing_column_is_drift(spark, tmp_path, loader):
     assert row["user_id"] == "u1" and row["source_line"] == 1
 
 
-def test_unreadable_parquet_raises_naming_the_file(spark, tmp_path, loader):
+def test_unreadable_parquet_becomes_one_row_naming_the_file(spark, tmp_path, loader):
+    """A corrupt file is quarantined whole (jobs/loaders/_screen.py) instead of failing the day."""
     path = write(tmp_path / "interactions" / "bad.parquet", "this is not parquet")
-    with pytest.raises(ValueError, match="bad.parquet"):
-        loader.read_events(spark, str(tmp_path), None, BASE)
+    (row,) = collect(loader.read_events(spark, str(tmp_path), None, BASE))
+    assert row["source_file"] == str(path) and row["source_line"] == 0 and row["user_id"] is None
+    assert row["schema_error"] == "unreadable file: not a parquet file (no PAR1 magic)"
     assert path.exists()
 
 
