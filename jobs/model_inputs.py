@@ -1,6 +1,6 @@
 """What the model stages read and share: Delta tables as pandas, run folders, registry look-ups.
 
-Tables are read through the Delta log with ``deltalake`` (pyarrow dataset filters on partition
+Tables are read through the Delta log with ``deltalake``'s DataFusion reader (SQL filters on partition
 columns), so model work needs no Spark session. ``version_before`` is what makes a re-run of a
 day idempotent: stages start from the champion / reward version made for an *earlier* day.
 """
@@ -25,12 +25,11 @@ def write_json(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def read_table(cfg: Settings, table: str, predicate=None):
-    """A gold/bronze table as pandas, through the Delta log (``predicate``: a pyarrow dataset filter)."""
-    from deltalake import DeltaTable
+def read_table(cfg: Settings, table: str, where: str | None = None):
+    """A table as pandas, through the Delta log (``where``: SQL on its columns; see models.continual.read_delta)."""
+    from models.continual import read_delta
 
-    dataset = DeltaTable(cfg.table_path(table)).to_pyarrow_dataset()
-    return dataset.to_table(filter=predicate).to_pandas()
+    return read_delta(cfg.table_path(table), where)
 
 
 def read_examples(cfg: Settings, ds: date):
@@ -41,10 +40,9 @@ def read_examples(cfg: Settings, ds: date):
 
 
 def read_events(cfg: Settings, ds: date, days: int):
-    import pyarrow.dataset as pds
-
-    pred = (pds.field("event_date") <= ds) & (pds.field("event_date") > ds - timedelta(days=days))
-    return read_table(cfg, "events", pred)
+    """bronze.events of the ``days`` days ending on ``ds``."""
+    first = ds - timedelta(days=days - 1)
+    return read_table(cfg, "events", f"event_date BETWEEN DATE '{first}' AND DATE '{ds}'")
 
 
 def registries(cfg: Settings):
@@ -88,8 +86,6 @@ def set_threads(cfg: Settings) -> None:
 
 def item_space(cfg: Settings, day: date):
     """The generator's item space: gold.item_sids of the newest codebook version on or before ``day``."""
-    import pyarrow.dataset as pds
-
     from jobs.semantic_ids import codebook_root, codebook_versions
     from models import codebook_io
     from models.continual import ItemSpace
@@ -99,7 +95,7 @@ def item_space(cfg: Settings, day: date):
         raise FileNotFoundError(f"no codebook on or before {day}: run jobs.semantic_ids first")
     version = versions[-1]
     k = max(codebook_io.read_manifest(codebook_root(cfg) / version)["k_per_level"])
-    return ItemSpace.from_sids(read_table(cfg, "item_sids", pds.field("codebook_version") == version), version, k)
+    return ItemSpace.from_sids(read_table(cfg, "item_sids", f"codebook_version = '{version}'"), version, k)
 
 
 def business_values(cfg: Settings, day: date, space) -> Any:

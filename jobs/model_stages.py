@@ -69,7 +69,7 @@ def train(ds: str, run_conf: dict | None = None) -> dict:
         space.save(run / "items")
         cmd = [*shlex.split(m.launcher), "--examples", cfg.table_path("training_examples"), "--ds", day.isoformat(),
                "--items", str(run / "items"), "--out", str(out), "--preset", m.preset, "--steps", str(steps),
-               "--overrides", json.dumps(overrides)]  # fmt: skip
+               "--overrides", json.dumps(overrides), "--threads", str(m.threads)]  # fmt: skip
         cmd += (["--init", str(init)] if init else []) + (["--architecture", m.architecture] if m.architecture else [])
         subprocess.run(cmd, check=True)
         result = json.loads((out / "continual.json").read_text())

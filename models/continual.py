@@ -157,16 +157,39 @@ def load_generator(directory: str | Path) -> SemanticIdGenerator:
     return model.eval()
 
 
+def read_delta(path: str | Path, where: str | None = None) -> pd.DataFrame:
+    """Rows of a Delta table as pandas, through its log. DataFusion's reader (deltalake's
+    ``QueryBuilder``) honours deletion vectors, which Spark-written tables use and the pyarrow
+    dataset path refuses. ``where``: a SQL predicate on table ``t``, e.g. ``ds = DATE '2026-10-05'``."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, QueryBuilder
+
+    sql = "SELECT * FROM t" + (f" WHERE {where}" if where else "")
+    table = pa.table(QueryBuilder().register("t", DeltaTable(str(path))).execute(sql).read_all())
+    return table.cast(pa.schema([f.with_type(_plain(f.type)) for f in table.schema])).to_pandas()
+
+
+def _plain(t):
+    """Arrow type with view / large string and list types replaced by plain ones (pandas-convertible)."""
+    import pyarrow as pa
+
+    if pa.types.is_string_view(t) or pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_binary_view(t) or pa.types.is_large_binary(t):
+        return pa.binary()
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return pa.list_(_plain(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_plain(f.type)) for f in t])
+    if pa.types.is_map(t):
+        return pa.map_(_plain(t.key_type), _plain(t.item_type))
+    return t
+
+
 def read_examples(table: str | Path, ds: str) -> pd.DataFrame:
-    """The leave_one_out rows of one day, read through the Delta log."""
-    from datetime import date
-
-    import pyarrow.dataset as pds
-    from deltalake import DeltaTable
-
-    day = date.fromisoformat(str(ds)[:10])
-    pred = (pds.field("protocol") == "leave_one_out") & (pds.field("ds") == day)
-    return DeltaTable(str(table)).to_pyarrow_dataset().to_table(filter=pred).to_pandas()
+    """The leave_one_out rows of one day of ``gold.training_examples``."""
+    day = str(ds)[:10]
+    return read_delta(table, f"protocol = 'leave_one_out' AND ds = DATE '{day}'")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -181,7 +204,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--init", help="checkpoint dir to continue from (the champion)")
     p.add_argument("--overrides", default="{}", help="JSON of TrainConfig fields (device, dtype, batch_size...)")
     p.add_argument("--eval-users", type=int)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     overrides = json.loads(args.overrides)
     if world > 1:
