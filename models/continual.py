@@ -122,7 +122,8 @@ def run(examples: pd.DataFrame, space: ItemSpace, out_dir: str | Path, *, preset
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    space.save(out / "items")
+    if rank == 0:  # one writer under torchrun
+        space.save(out / "items")
     loo = data.from_training_examples(examples, space.index)
     if len(loo.users) == 0:
         raise ValueError("no leave_one_out users whose targets have semantic IDs")
