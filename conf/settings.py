@@ -251,8 +251,9 @@ class AlignSettings(_Frozen):
     """Preference alignment of the trained candidate (models/align.py)."""
 
     method: Literal["ecpo", "dpo", "none"] = "ecpo"
-    steps: int = 20
-    users_per_step: int = 32
+    # Sized for `make run` on CPU (~1-2 s a step); bench/alignment.py uses 20 x 32 users.
+    steps: int = 10
+    users_per_step: int = 16
     group_size: int = 8
     rollout: Literal["beam", "sample"] = "beam"
     # Unconstrained rollouts, so the format reward sees (and penalises) illegal ID tuples.
