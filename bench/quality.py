@@ -75,13 +75,15 @@ def _item_text(meta: dict[str, Any]) -> str:
     return ". ".join(str(meta.get(k) or "") for k in ("title", "brand", "categories", "description"))
 
 
-def subset(seqs: dict[str, list[int]], max_users: int | None) -> dict[str, list[int]]:
+def subset(seqs: dict[str, list[int]], max_users: int | None,
+           texts: dict[int, str] | None = None) -> tuple[dict[str, list[int]], dict[int, str] | None]:  # fmt: skip
     """The first ``max_users`` users, items re-indexed 1..n over what they touch (quick mode)."""
     if not max_users:
-        return seqs
+        return seqs, texts
     kept = dict(list(seqs.items())[:max_users])
     index = {item: n + 1 for n, item in enumerate(sorted({i for s in kept.values() for i in s}))}
-    return {u: [index[i] for i in s] for u, s in kept.items()}
+    texts = None if texts is None else {new: texts[old] for old, new in index.items() if old in texts}
+    return {u: [index[i] for i in s] for u, s in kept.items()}, texts
 
 
 # --- item embeddings and semantic IDs ----------------------------------------------------------------
@@ -100,7 +102,8 @@ def text_vectors(texts: dict[int, str], n_items: int, dim: int = 64, seed: int =
         for w, c in d.items():
             if w in vocab:
                 rows.append(r), cols.append(vocab[w]), vals.append((1 + np.log(c)) * np.log(n_items / df[w]))
-    m = torch.sparse_coo_tensor(np.array([rows, cols]), np.array(vals, dtype=np.float32), (n_items, len(vocab)))
+    m = torch.sparse_coo_tensor(np.array([rows, cols]), np.array(vals, dtype=np.float32), (n_items, len(vocab)),
+                                check_invariants=True)  # fmt: skip
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         u, s, _ = torch.svd_lowrank(m.coalesce(), q=min(dim, len(vocab) - 1), niter=4)
@@ -186,9 +189,7 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
 
     t0 = time.perf_counter()
     seqs, texts = load_dataset(root, fmt)
-    seqs = subset(seqs, plan.max_users)
-    if plan.max_users and texts:  # quick mode re-indexed the items: text follows by position only
-        texts = None
+    seqs, texts = subset(seqs, plan.max_users, texts)
     stage("ingest", t0)
     t0 = time.perf_counter()
     loo = data.leave_one_out(seqs)

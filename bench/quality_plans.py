@@ -51,8 +51,8 @@ def quick() -> Plan:
     """Seconds on one CPU thread: 300 users, tiny models; checks plumbing, not quality."""
     p = preset("tiny")
     onerec = dataclasses.replace(p.onerec, short_len=10, pos_len=10, lifelong_len=0, label_smoothing=0.1)
-    tc = TrainConfig(batch_size=64, lr=3e-3, warmup_steps=5, steps=30, eval_every=15, ckpt_every=15,
-                     eval_batch_size=128, beam_size=10, test_beam_size=10, log_every=10)  # fmt: skip
+    tc = TrainConfig(batch_size=32, lr=3e-3, warmup_steps=3, steps=12, eval_every=6, ckpt_every=12,
+                     eval_batch_size=256, beam_size=10, test_beam_size=10, log_every=6)  # fmt: skip
     return Plan(name="quick", onerec=onerec, sasrec=p.sasrec, onerec_train=_sel(tc), sasrec_train=_sel(tc),
                 bce_train=_sel(tc), sid_levels=2, sid_codes=8, sid_sources=("sasrec", "ppmi"), eval_users=None,
                 max_users=300)  # fmt: skip

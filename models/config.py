@@ -158,7 +158,8 @@ class TrainConfig:
     # ``beam_size`` because it runs many times (the cheap validation schedule the issue asks for).
     test_beam_size: int = 0
     # Wall-clock budget of the loop in seconds (0 = none): at the first step past it the run
-    # validates, saves and finishes as if scheduled (benchmarks with a time box).
+    # validates, saves and finishes as if scheduled (benchmarks with a time box). Single process
+    # only: under DDP the ranks' clocks would disagree on the stopping step, so it is ignored there.
     time_limit_s: float = 0.0
 
     def __post_init__(self) -> None:

@@ -263,15 +263,15 @@ class SemanticIdGenerator(nn.Module):
         h = self.decode(self.encode_context(batch), target[:, :-1])
         sizes, n = self.cfg.level_sizes, self.cfg.n_levels
         logits = h.new_full((*target.shape, max(sizes)), float("-inf"), dtype=torch.float32)
-        losses = []
         for level, head in enumerate(self.heads):
-            level_logits = head(h[:, level::n]).float()
-            logits[:, level::n, : sizes[level]] = level_logits
-            # Per level, so label smoothing spreads over that level's K codes only (never onto the
-            # -inf padding columns); every level has the same token count, so the mean of the
-            # level means is the mean over all tokens.
-            losses.append(F.cross_entropy(level_logits.flatten(0, 1), target[:, level::n].flatten(),
-                                          label_smoothing=self.cfg.label_smoothing))  # fmt: skip
+            logits[:, level::n, : sizes[level]] = head(h[:, level::n]).float()
+        if not self.cfg.label_smoothing:
+            return F.cross_entropy(logits.flatten(0, 1), target.flatten()), logits
+        # Smoothing per level, over that level's K codes only (never onto the -inf padding
+        # columns); every level has the same token count, so the mean of the level means is the
+        # mean over all tokens.
+        losses = [F.cross_entropy(logits[:, level::n, : sizes[level]].flatten(0, 1), target[:, level::n].flatten(),
+                                  label_smoothing=self.cfg.label_smoothing) for level in range(n)]  # fmt: skip
         return torch.stack(losses).mean(), logits
 
 

@@ -69,6 +69,7 @@ def train(model: nn.Module, task: Any, tc: TrainConfig, model_config: Any, versi
     weights): a caller choosing among several candidates on valid scores only the winner.
     """
     out, device = Path(tc.out_dir), torch.device(tc.device)
+    out.mkdir(parents=True, exist_ok=True)
     opt = configure_optimizer(model, tc)
     step, best, best_valid = 0, -math.inf, {}
     if tc.resume and (out / "last" / checkpoint.CONFIG_FILE).exists():
@@ -111,6 +112,8 @@ def train(model: nn.Module, task: Any, tc: TrainConfig, model_config: Any, versi
             step += 1
             window["loss"] += float(loss.detach())  # syncs the device: timings below are real
             window["n"] += 1
+            if tc.time_limit_s and world == 1 and time.perf_counter() - start_wall > tc.time_limit_s:
+                total = step  # out of time: validate, save and finish here, as if scheduled
             if rank == 0 and (step % tc.log_every == 0 or step == total):
                 seconds = time.perf_counter() - window["t0"]
                 achieved = flops.mfu(window["flops"] / seconds, peak)
@@ -124,8 +127,6 @@ def train(model: nn.Module, task: Any, tc: TrainConfig, model_config: Any, versi
                                 mfu="n/a" if achieved is None else f"{100 * achieved:.1f}%")  # fmt: skip
                 window = {"loss": 0.0, "n": 0, "tokens": 0, "flops": 0.0, "t0": time.perf_counter()}
             bar.update(1)
-            if tc.time_limit_s and time.perf_counter() - start_wall > tc.time_limit_s:
-                total = step  # out of time: validate, save and finish here, as if scheduled
             if step % tc.eval_every == 0 or step % tc.ckpt_every == 0 or step == total:
                 paused = time.perf_counter()
                 best, best_valid = _evaluate_and_save(model, opt, task, tc, model_config, versions, step, best,
