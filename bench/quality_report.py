@@ -27,6 +27,8 @@ def published(dataset: str) -> dict[str, Any]:
 def table(metrics: dict[str, Any]) -> str:
     """Plain-text table: our three models, then the published rows."""
     rows = [(m, metrics[m]) for m in MODELS if m in metrics]
+    rows += [(k, v) for k, v in sorted(metrics.items()) if k.startswith("onerec_") and isinstance(v, dict)
+             and "recall@10" in v]  # fmt: skip
     rows += [(f"{k} (published)", v) for k, v in metrics.get("published", {}).items() if isinstance(v, dict)]
     lines = [f"{'model':<34}" + "".join(f"{k:>11}" for k in KEYS)]
     for name, row in rows:
@@ -43,7 +45,9 @@ def _html(metrics: dict[str, Any]) -> str:
 
     extra = ("legal_rate", "coverage@10", "wall_s")
     head = "".join(f"<th>{h}</th>" for h in ("model", *KEYS, *extra))
-    body = "".join(f"<tr><td>{m}</td>{cells(metrics[m], extra)}</tr>" for m in MODELS if m in metrics)
+    side = tuple(k for k in sorted(metrics) if k.startswith("onerec_") and isinstance(metrics[k], dict)
+                 and "recall@10" in metrics[k])  # fmt: skip
+    body = "".join(f"<tr><td>{m}</td>{cells(metrics[m], extra)}</tr>" for m in (*MODELS, *side) if m in metrics)
     body += "".join(f"<tr class=pub><td>{html.escape(k)} (published)</td>{cells(v, ())}</tr>"
                     for k, v in metrics.get("published", {}).items() if isinstance(v, dict))  # fmt: skip
     cand = "".join(

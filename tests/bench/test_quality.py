@@ -63,6 +63,7 @@ def test_quick_text_and_behaviour_ids_side_by_side(tmp_path):
     metrics = quality.run(root, "amazon_json", plan, name="sci", out_root=tmp_path / "out", ids="both")
     assert {"text", "sasrec"} == set(metrics["onerec_candidates"])
     assert metrics["published"] == {} and all(m in metrics for m in MODELS)
+    assert metrics["onerec_text"]["recall@10"] >= 0 and "recall@10" in metrics["onerec_sasrec"]  # side by side
 
 
 def test_train_bench_quick(tmp_path):
