@@ -20,7 +20,7 @@ DATA ?=
 FORMAT ?=
 RUN_ARGS := --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(FORMAT),--format $(FORMAT))
 
-.PHONY: venv run backfill test lint bench-sequences bench-quality clean help
+.PHONY: venv run backfill test lint bench-sequences bench-quality serve bench-serve clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -54,6 +54,12 @@ bench-alignment: venv  ## reward AUC per task, metrics before/after ECPO and DPO
 
 bench-quality: venv  ## OneRec vs SASRec-CE/BCE, leave-one-out (DATA=dir FORMAT=amazon_seq|amazon_json [QUALITY_ARGS=--device cuda])
 	$(PY) -m bench.quality --data $(or $(DATA),../shared/data/amazon-beauty) --format $(or $(FORMAT),amazon_seq) $(QUALITY_ARGS)
+
+serve: venv  ## HTTP endpoint for the champion on 127.0.0.1:8000 (GET /recommend/<user>?k=10)
+	$(PY) -m models.serve --config $(CONFIG)
+
+bench-serve: venv  ## serving p50/p99 latency and requests/s on loopback (SERVE_ARGS=--synthetic without a champion)
+	$(PY) -m bench.serve --config $(CONFIG) $(SERVE_ARGS)
 
 clean:  ## remove local state (var/)
 	rm -rf var
