@@ -290,32 +290,10 @@ def collaborative_codes(train: Ragged, n_items: int, levels: int = 3, codes_per_
     random vector rather than all sharing the zero vector's codes. Returns ``(codes, K, dedup)``:
     int64 ``(n_items + 1, levels + 1)`` with row 0 = 0, codes per level, dedup level size.
     """
-    from models import rq_kmeans
+    from models import item_codes, rq_kmeans  # item_codes imports this module: late import
 
-    n, v = n_items + 1, train.values
-    heads, tails = [], []
-    for off in range(1, window + 1):
-        i = np.arange(max(len(v) - off, 0))
-        same = np.searchsorted(train.offsets, i, "right") == np.searchsorted(train.offsets, i + off, "right")
-        heads.append(v[i[same]])
-        tails.append(v[i[same] + off])
-    a, b = np.concatenate(heads + tails), np.concatenate(tails + heads)  # symmetric counts
-    key, counts = np.unique(a * n + b, return_counts=True)
-    r, c = np.divmod(key, n)
-    marginal = np.bincount(r, weights=counts, minlength=n)
-    pmi = np.log(counts * counts.sum() / (marginal[r] * marginal[c]))
-    keep = pmi > 0
-    matrix = torch.sparse_coo_tensor(
-        np.stack([r[keep], c[keep]]), pmi[keep].astype(np.float32), (n, n), check_invariants=True
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        u, s, _ = torch.svd_lowrank(matrix.coalesce(), q=min(dim, n - 1), niter=4)
-    vec = (u * s.sqrt()).numpy()[1:].astype(np.float32)
-    norm = np.linalg.norm(vec, axis=1, keepdims=True)
-    empty = norm[:, 0] < 1e-8
-    vec[empty] = np.random.default_rng(seed).normal(size=(int(empty.sum()), vec.shape[1])).astype(np.float32)
-    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    vec = item_codes.unit_rows(item_codes.ppmi_item_vectors(train, n_items, dim, window, seed), seed)
+    n = n_items + 1
     book = rq_kmeans.fit(vec, rq_kmeans.RQKMeansConfig(levels=levels, codes_per_level=codes_per_level, seed=seed))
     codes = rq_kmeans.resolve_collisions(book.train_codes, [f"{i:012d}" for i in range(1, n)])
     out = np.zeros((n, levels + 1), dtype=np.int64)
