@@ -40,8 +40,12 @@ def table(metrics: dict[str, Any]) -> str:
 
 def _html(metrics: dict[str, Any]) -> str:
     def cells(row: dict[str, Any], extra: tuple[str, ...]) -> str:
-        vals = [row.get(k) for k in (*KEYS, *extra)]
-        return "".join(f"<td>{'' if v is None else f'{v:.4f}' if isinstance(v, float) else v}</td>" for v in vals)
+        def fmt(key: str, v: Any) -> str:
+            if v is None:
+                return ""
+            return f"{v:.4f}" if isinstance(v, float) and key != "wall_s" else str(v)
+
+        return "".join(f"<td>{fmt(k, row.get(k))}</td>" for k in (*KEYS, *extra))
 
     extra = ("legal_rate", "coverage@10", "wall_s")
     head = "".join(f"<th>{h}</th>" for h in ("model", *KEYS, *extra))
