@@ -45,11 +45,14 @@ def train(ds: str, run_conf: dict | None = None) -> dict:
     ``<work_dir>/<ds>/sft/best`` (checkpoint + ``items/``) and ``train.json``. With
     ``model.launcher`` set (e.g. torchrun) the training runs as that command (models.continual).
     """
-    from models import continual
+    from models import continual, data
     from models.registry import registry_for
 
     cfg, day = settings_for_run(run_conf), _day(ds)
     m, run = cfg.model, run_dir(cfg, _day(ds))
+    examples = read_examples(cfg, day)
+    if examples.empty:
+        return write_json(run / "train.json", {"ds": day.isoformat(), "skipped": "no leave_one_out examples"})
     space = item_space(cfg, day)
     version = space.codebook_version
     champion = version_before(registry_for(cfg), "champion", day)
@@ -61,6 +64,9 @@ def train(ds: str, run_conf: dict | None = None) -> dict:
     steps = m.steps_per_day if same else m.full_retrain_steps
     out = run / "sft"
     shutil.rmtree(out, ignore_errors=True)
+    users = len(data.from_training_examples(examples, space.index).users)
+    if users < 2:  # a first day with almost nobody: nothing to learn or to evaluate on yet
+        return write_json(run / "train.json", {"ds": day.isoformat(), "skipped": f"{users} leave_one_out users"})
     overrides = {"device": m.device, "dtype": m.dtype, "beam_size": m.beam_size, "seed": m.seed}
     if m.batch_size:
         overrides["batch_size"] = m.batch_size
@@ -75,7 +81,7 @@ def train(ds: str, run_conf: dict | None = None) -> dict:
         result = json.loads((out / "continual.json").read_text())
     else:
         set_threads(cfg)
-        result = continual.run(read_examples(cfg, day), space, out, preset_name=m.preset, steps=steps, init_dir=init,
+        result = continual.run(examples, space, out, preset_name=m.preset, steps=steps, init_dir=init,
                                architecture=m.architecture, overrides=overrides, eval_users=m.eval_users,
                                versions={"ds": day.isoformat(), "codebook": version})  # fmt: skip
     space.save(out / "best" / "items")  # the checkpoint carries its item space into the registry
@@ -85,6 +91,14 @@ def train(ds: str, run_conf: dict | None = None) -> dict:
         "valid": result.get("valid"), "test": result.get("test"), "n_users": result.get("n_users"),
         "train": result.get("train"),
     })  # fmt: skip
+
+
+def _no_candidate(cfg, day) -> str | None:
+    """Why there is no SFT candidate for ``day`` (train skipped it), or None."""
+    train_json = run_dir(cfg, day) / "train.json"
+    if train_json.is_file() and "skipped" in (done := json.loads(train_json.read_text())):
+        return f"train skipped: {done['skipped']}"
+    return None
 
 
 def reward_refresh(ds: str, run_conf: dict | None = None) -> dict:
@@ -158,6 +172,8 @@ def align(ds: str, run_conf: dict | None = None) -> dict:
 
     cfg, day = settings_for_run(run_conf), _day(ds)
     a, run = cfg.model.align, run_dir(cfg, _day(ds))
+    if why := _no_candidate(cfg, day):
+        return write_json(run / "align.json", {"ds": day.isoformat(), "skipped": why})
     set_threads(cfg)
     sft = run / "sft" / "best"
     space = continual.ItemSpace.load(sft / "items")
@@ -207,6 +223,8 @@ def evaluate(ds: str, run_conf: dict | None = None) -> dict:
 
     cfg, day = settings_for_run(run_conf), _day(ds)
     run, reg = run_dir(cfg, day), registry_for(cfg)
+    if why := _no_candidate(cfg, day):
+        return write_json(run / "evaluation.json", {"ds": day.isoformat(), "skipped": why})
     set_threads(cfg)
     candidate_dir = run / "aligned"
     champion = version_before(reg, "champion", day)
@@ -238,6 +256,13 @@ def promote(ds: str, run_conf: dict | None = None) -> dict:
     cfg, day = settings_for_run(run_conf), _day(ds)
     p, reg = cfg.model.promote, registry_for(cfg)
     ev = json.loads((run_dir(cfg, day) / "evaluation.json").read_text())
+    if "skipped" in ev:
+        champion = reg.get("champion")
+        payload = {"ds": day.isoformat(), "candidate": None, "champion_before": champion.version if champion else None,
+                   "champion_after": champion.version if champion else None, "promoted": False,
+                   "reason": f"no candidate ({ev['skipped']})", "gates": [], "registry": str(reg.root)}  # fmt: skip
+        record(Path(cfg.resolve(cfg.reports_dir)) / "runs" / day.isoformat() / "promotion.json", payload)
+        return {k: payload[k] for k in ("ds", "candidate", "champion_before", "champion_after", "promoted", "reason")}
     decision = decide(ev["metrics"]["candidate"], ev["metrics"]["champion"], p.primary, p.primary_tolerance,
                       dict(p.tolerances))  # fmt: skip
     if decision["promote"]:

@@ -92,3 +92,14 @@ def test_dpo_switch_and_launcher_command(run):
     out = stages.train(days[-1].isoformat(), launched)
     assert out["mode"] == "full_retrain" and Path(out["checkpoint"], "model.safetensors").is_file()
     assert out["test"]["n_users"] > 0
+
+
+def test_a_day_without_examples_is_skipped_with_a_reason(run):
+    from datetime import timedelta
+
+    cfg, conf, days, _ = run
+    day = (days[0] - timedelta(days=1)).isoformat()
+    out = {s: getattr(stages, s)(day, conf) for s in CHAIN}
+    assert "skipped" in out["train"] and "skipped" in out["reward_refresh"] and "skipped" in out["align"]
+    assert out["promote"]["promoted"] is False and out["promote"]["reason"].startswith("no candidate (train skipped")
+    assert json.loads((Path(cfg.resolve(cfg.reports_dir)) / "runs" / day / "promotion.json").read_text())["gates"] == []
