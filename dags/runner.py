@@ -93,11 +93,21 @@ def run_days(cfg: Settings, days: list[date], run_conf: dict, dag_id: str = DAG_
         print(f"[{i}/{len(days)}] {dag_id} ds={day} ...", flush=True)
         dag_run = dag.test(logical_date=logical, run_conf=run_conf)
         state = str(getattr(dag_run, "state", "unknown"))
+        if _task_count(dag_run) == 0:  # e.g. a ds before the DAG's start_date: nothing ran
+            state = "no task ran (is ds before the DAG's start_date?)"
         print(f"[{i}/{len(days)}] {dag_id} ds={day}: {state} in {time.time() - t0:.1f}s", flush=True)
         results.append((day, state))
         if "success" not in state:
             break
     return results
+
+
+def _task_count(dag_run) -> int | None:
+    """Task instances of a finished run (None when it cannot be read)."""
+    try:
+        return len(dag_run.get_task_instances())
+    except Exception:  # noqa: BLE001 - a guard for the report, never a reason to fail the run
+        return None
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from features.sources import ITEM_SIDS_VIEW, ITEMS_VIEW, USER_FEATURES_VIEW
 from jobs import feature_store
-from tests.features.conftest import D1, D2, DELETED_USER, EXPECTED_TITLES
+from tests.features.conftest import D1, D2, DELETED_USER, EXPECTED_CODES, EXPECTED_TITLES
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,8 @@ def test_redis_apply_materialize_check(redis_cfg):
     assert feature_store.apply(redis_cfg)["changes"] == []
     for ds in (D1, D2):
         feature_store.materialize(redis_cfg, ds)
-    assert feature_store.check_online(redis_cfg, D2)["checked"] == {"user_id": 2, "item_id": 2}
+    checked = feature_store.check_online(redis_cfg, D2)["checked"]
+    assert checked[USER_FEATURES_VIEW] == 2 and checked[ITEMS_VIEW] == 2 and checked[ITEM_SIDS_VIEW] == 1
 
     store = feature_store.get_store(redis_cfg)
     assert store.config.online_store.type == "redis"
@@ -41,3 +43,7 @@ def test_redis_apply_materialize_check(redis_cfg):
         features=["item_content:title"], entity_rows=[{"item_id": i} for i in EXPECTED_TITLES]
     ).to_dict()
     assert items["title"] == list(EXPECTED_TITLES.values())
+    codes = store.get_online_features(
+        features=["item_sids:codes"], entity_rows=[{"item_id": i} for i in EXPECTED_CODES]
+    ).to_dict()
+    assert codes["codes"] == list(EXPECTED_CODES.values())
