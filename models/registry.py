@@ -203,6 +203,4 @@ class ModelRegistry:
 
 def registry_for(settings: Any) -> ModelRegistry:
     """The generator registry the settings name (``model.registry_dir``, default ``{home}/models/registry``)."""
-    model = getattr(settings, "model", None)
-    template = getattr(model, "registry_dir", None) or "{home}/models/registry"
-    return ModelRegistry(Path(settings.resolve(template)))
+    return ModelRegistry(Path(settings.resolve(settings.model.registry_dir)))
