@@ -73,10 +73,9 @@ def synthetic(n_items: int = 400, n_users: int = 200, seed: int = 0):
 
 def _known_users(cfg, limit: int) -> list[str]:
     """User ids from gold.user_features (any day), for a realistic mix of histories."""
-    from deltalake import DeltaTable
+    from models.continual import read_delta
 
-    table = DeltaTable(cfg.table_path("user_features")).to_pyarrow_table(columns=["user_id"])
-    return sorted(set(table.column("user_id").to_pylist()))[:limit]
+    return sorted(set(read_delta(cfg.table_path("user_features"))["user_id"].astype(str)))[:limit]
 
 
 def run_load(base_url: str, users: list[str], requests: int, concurrency: int, k: int, cold_share: float,

@@ -178,14 +178,14 @@ class Recommender:
 
 def popular_items(cfg, limit: int = 1000) -> list[str]:
     """Items by distinct users (then events, then id) as of their latest ``gold.item_stats`` day; [] if absent."""
-    from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
+    from models.continual import read_delta  # honours deletion vectors (Spark-written tables use them)
+
     try:
-        table = DeltaTable(cfg.table_path("item_stats"))
-    except (TableNotFoundError, FileNotFoundError, OSError):
+        stats = read_delta(cfg.table_path("item_stats"))
+    except (TableNotFoundError, FileNotFoundError):
         return []
-    stats = table.to_pyarrow_table(columns=["item_id", "ds", "n_users", "n_events"]).to_pandas()
     latest = stats.sort_values("ds").groupby("item_id", as_index=False).last()
     latest = latest.sort_values(["n_users", "n_events", "item_id"], ascending=[False, False, True])
     return latest["item_id"].astype(str).head(limit).tolist()
