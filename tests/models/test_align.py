@@ -69,10 +69,17 @@ class FirstCodeReward:
         return torch.where(items >= 0, self.good[items.clamp(min=0)], torch.full(items.shape, -1.0))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def setup():
     torch.manual_seed(0)
-    torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     cfg = dataclasses.replace(preset("tiny").onerec, n_items=40, n_experts=0, dedup_codes=0)
     keys = rng.choice(64, 40, replace=False)

@@ -32,9 +32,16 @@ def test_decide_rules(tmp_path):
     assert json.loads(path.read_text())["promote"] is False and not list(path.parent.glob(".*"))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    torch.set_num_threads(1)
     events = sample_events(days=8)
     day = sorted(events["event_date"].unique())[-1]
     examples = leave_one_out_rows(events, day)
