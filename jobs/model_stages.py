@@ -6,6 +6,8 @@ under ``model.work_dir/<ds>/`` and two registries (``models/registry.py``): the 
 (aliases ``candidate`` and ``champion``) and the reward model's (alias ``latest``). Tables are
 read through the Delta log with ``deltalake`` (no Spark session is needed for model work).
 
+    python -m jobs.model_stages all --ds 2026-10-05 [--config tiny] [--set model.align.method=dpo]
+
 Re-running a day is idempotent: a stage continues from the champion / reward version of an
 *earlier* day (never from the one the same day produced), the registry returns the existing
 version for identical files, and outputs of the day are replaced.
@@ -17,7 +19,6 @@ import json
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from jobs.model_inputs import (
@@ -276,7 +277,22 @@ def promote(ds: str, run_conf: dict | None = None) -> dict:
     return {k: payload[k] for k in ("ds", "candidate", "champion_before", "champion_after", "promoted", "reason")}
 
 
-if __name__ == "__main__":  # python -m jobs.model_stages <stage> <ds> [config]
-    stage, ds_arg = sys.argv[1], sys.argv[2]
-    conf = {"config": sys.argv[3]} if len(sys.argv) > 3 else None
-    print(json.dumps(globals()[stage](ds_arg, conf), indent=2, default=str))
+STAGES = ("train", "reward_refresh", "align", "evaluate", "promote")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m jobs.model_stages <stage|all> --ds D [--config tiny] [--set model.align.method=dpo]``."""
+    from jobs.cli import base_parser, setup_logging
+
+    parser = base_parser(__doc__)
+    parser.add_argument("stage", choices=(*STAGES, "all"))
+    parser.add_argument("--ds", required=True, help="day, YYYY-MM-DD")
+    args = parser.parse_args(argv)
+    setup_logging()
+    conf = {"config": args.config, "set": list(args.set)}
+    for stage in STAGES if args.stage == "all" else (args.stage,):
+        print(json.dumps({stage: globals()[stage](args.ds, conf)}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
