@@ -7,12 +7,42 @@ deleted, so nothing else in the project opens table folders.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Sequence
 from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
+
+
+# Test hook for the kill-mid-write fault test (tests/ops/test_faults.py). With
+# ONEREC_FAULT_STALL_WRITE=<table folder name>, a write to that table stalls in its
+# second task, after the first task has written its files and before Delta commits;
+# it touches ONEREC_FAULT_MARKER so the test knows when to kill the process. Unset
+# (always, outside that test) it does nothing.
+FAULT_STALL = "ONEREC_FAULT_STALL_WRITE"
+FAULT_MARKER = "ONEREC_FAULT_MARKER"
+
+
+def _fault_hook(df: DataFrame, path: str) -> DataFrame:
+    table = os.environ.get(FAULT_STALL)
+    if not table or os.path.basename(path.rstrip("/")) != table:
+        return df
+    marker = os.environ.get(FAULT_MARKER, "")
+
+    def stall_after_first_task(batches):
+        from pyspark import TaskContext
+
+        if TaskContext.get().partitionId() > 0:
+            if marker:
+                open(marker, "w").close()
+            time.sleep(3600)
+        yield from batches
+
+    log.warning("%s set: the write to %s will stall before its commit", FAULT_STALL, path)
+    return df.repartition(2).mapInArrow(stall_after_first_task, df.schema)
 
 
 def exists(spark: SparkSession, path: str) -> bool:
@@ -33,12 +63,14 @@ def read(spark: SparkSession, path: str, schema=None) -> DataFrame:
 
 def overwrite_partition(df: DataFrame, path: str, partition_by: Sequence[str], where: str) -> None:
     """Replace exactly the rows matching ``where`` (idempotent per partition)."""
+    df = _fault_hook(df, path)
     (df.write.format("delta").mode("overwrite").partitionBy(*partition_by).option("replaceWhere", where).save(path))
     log.info("wrote %s where %s", path, where)
 
 
 def overwrite(df: DataFrame, path: str, partition_by: Sequence[str] = ()) -> None:
     """Replace the whole table (used by full rebuilds)."""
+    df = _fault_hook(df, path)
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
@@ -63,6 +95,7 @@ def merge_upsert(
     """
     from delta.tables import DeltaTable
 
+    df = _fault_hook(df, path)
     if not exists(spark, path):
         writer = df.write.format("delta").mode("overwrite")
         if partition_by:
