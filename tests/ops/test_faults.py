@@ -72,7 +72,7 @@ def _data_files(path: str) -> set[str]:
     return {str(p.relative_to(path)) for p in Path(path).rglob("*.parquet")}
 
 
-def _kill_mid_write(cfg, ds, table: str, marker: Path, timeout: float = 300) -> None:
+def _kill_mid_write(cfg, ds, table: str, marker: Path, timeout: float = 600) -> None:
     """Start ``python -m jobs.ingest`` for ``ds`` stalled in ``table``'s write; SIGKILL it there."""
     env = {**os.environ, delta.FAULT_STALL: table, delta.FAULT_MARKER: str(marker)}
     cmd = [sys.executable, "-m", "jobs.ingest", "--config", "tiny", "--set", f"home={cfg.home}", "--ds", str(ds)]
