@@ -65,8 +65,14 @@ def item_alignment(ds: str, run_conf: dict | None = None, retrain: bool = False)
     if existing and not retrain:
         reason = f"alignment model {existing} exists for this config; the weekly DAG retrains it"
         log.info("item_alignment ds=%s skipped: %s", day, reason)
-        return {"ds": day.isoformat(), "skipped": reason, "model_version": existing}
-    return job.run(cfg, day, mode="full")
+        report = {"ds": day.isoformat(), "skipped": reason, "model_version": existing}
+    else:
+        report = job.run(cfg, day, mode="full")
+    # The embeddings job's own JSON is rewritten by the daily item_embeddings task: keep this one apart.
+    out = Path(cfg.resolve(cfg.reports_dir)) / "runs" / day.isoformat() / "item_alignment.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+    return json.loads(json.dumps(report, default=str))
 
 
 def item_embeddings(ds: str, run_conf: dict | None = None) -> dict:
