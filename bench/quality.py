@@ -1,7 +1,13 @@
 """Offline quality against TIGER's table: OneRec vs SASRec-CE vs SASRec-BCE, leave-one-out.
 
     python -m bench.quality --data ../shared/data/amazon-beauty --format amazon_seq [--profile cpu|gpu|quick]
-    make bench-quality DATA=../shared/data/amazon-beauty FORMAT=amazon_seq
+    make bench-quality DATA=../shared/data/amazon-beauty FORMAT=amazon_seq [QUALITY_ARGS="--device cuda"]
+    python -m bench.quality --data ../shared/data/amazon-scientific --format amazon_json --ids both
+
+``--ids both`` trains a generator on text IDs and on each behaviour source and reports every one
+on test side by side (``onerec_<source>``); ``onerec`` is still the one chosen on valid. On a
+shared CPU ``--threads 1`` is several times faster than 2 (thread oversubscription), and
+``--time-scale`` shrinks every model's time box.
 
 Stages, each timed: ingest (the dataset's own files, ``amazon_seq`` or ``amazon_json``) ->
 sequences (leave-one-out: last item test, the one before valid, the rest train) -> SASRec-CE
