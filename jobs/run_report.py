@@ -30,6 +30,16 @@ from jobs.cli import base_parser, settings_from_args, setup_logging
 log = logging.getLogger(__name__)
 
 
+def _read(spark, cfg: Settings, table: str):
+    """A table through the Delta log; empty (with its schema) where nothing was written yet.
+
+    A clean dataset never creates the quarantine table, an early day may have no training examples.
+    """
+    from jobs.schemas import BY_TABLE
+
+    return delta.read(spark, cfg.table_path(table), BY_TABLE[table])
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
@@ -69,12 +79,12 @@ def collect(cfg: Settings, ds: date) -> dict:
     stages = {p.stem: json.loads(p.read_text()) for p in sorted(run_dir.glob("*.json")) if p.stem != "report"}
     day = F.lit(ds).cast("date")
     data: dict = {"ds": ds.isoformat(), "stages": stages, "tables": {}}
-    events = delta.read(spark, cfg.table_path("events"))
+    events = _read(spark, cfg, "events")
     data["events_per_day"] = [
         (r.event_date.isoformat(), int(r["count"]))
         for r in events.where(F.col("event_date") <= day).groupBy("event_date").count().orderBy("event_date").collect()
     ]
-    quarantine = delta.read(spark, cfg.table_path("quarantine"))
+    quarantine = _read(spark, cfg, "quarantine")
     # This day's rows: dated ds, from its landing folder, or undated rows of whole-file sources.
     landing = F.col("source_file").contains(f"/ds={ds.isoformat()}/")
     undated = F.col("event_date").isNull() & ~F.col("source_file").contains("/ds=")
@@ -88,7 +98,7 @@ def collect(cfg: Settings, ds: date) -> dict:
         {"table": r.source_table, "file": r.source_file, "line": r.source_line, "reason": r.reason}
         for r in q_day.orderBy("source_file", "source_line").limit(15).collect()
     ]
-    feats = delta.read(spark, cfg.table_path("user_features")).where(F.col("ds") == day)
+    feats = _read(spark, cfg, "user_features").where(F.col("ds") == day)
     rows = feats.select(
         F.size("short_item_ids").alias("short"),
         F.size("positive_item_ids").alias("positive"),
@@ -97,15 +107,15 @@ def collect(cfg: Settings, ds: date) -> dict:
     data["sequence_lengths"] = {k: [int(r[k]) for r in rows] for k in ("short", "positive", "lifelong")}
     data["tables"] = {
         "bronze.events[ds]": events.where(F.col("event_date") == day).count(),
-        "bronze.items": delta.read(spark, cfg.table_path("items")).count(),
-        "bronze.users": delta.read(spark, cfg.table_path("users")).count(),
-        "silver.user_history": delta.read(spark, cfg.table_path("user_history")).count(),
+        "bronze.items": _read(spark, cfg, "items").count(),
+        "bronze.users": _read(spark, cfg, "users").count(),
+        "silver.user_history": _read(spark, cfg, "user_history").count(),
         "gold.user_features[ds]": len(rows),
         "quarantine (all)": quarantine.count(),
     }
     data["codebook"] = codebook_section(spark, cfg, ds, stages.get("semantic_ids", {}))
     if delta.exists(spark, cfg.table_path("training_examples")):
-        te = delta.read(spark, cfg.table_path("training_examples")).where(F.col("ds") == day)
+        te = _read(spark, cfg, "training_examples").where(F.col("ds") == day)
         for r in te.groupBy("protocol", "split").count().collect():
             data["tables"][f"gold.training_examples[{r.protocol}/{r.split}]"] = int(r["count"])
     return data
@@ -123,7 +133,7 @@ def codebook_section(spark, cfg: Settings, ds: date, stage: dict) -> dict | None
     version = versions[-1]
     manifest = read_manifest(codebook_root(cfg) / version)
     fit = manifest.get("metrics") or {}
-    sids = delta.read(spark, cfg.table_path("item_sids")).where(F.col("codebook_version") == version)
+    sids = _read(spark, cfg, "item_sids").where(F.col("codebook_version") == version)
     mode = stage.get("mode")
     # encode: the items it coded; a full fit codes every item (a skipped re-run: none).
     if not stage:
