@@ -104,7 +104,9 @@ def test_the_scanner_catches_literals_and_allows_placeholders():
         "url: postgresql://airflow:...@<host>:5432/airflow",
     ):
         assert not config_leaks(ok), ok
-    assert KEY_MATERIAL.search("-----BEGIN RSA PRIVATE KEY-----") and KEY_MATERIAL.search("AKIAABCDEFGHIJKLMNOP")
+    # spelled in pieces so this file itself holds no key-shaped literal
+    assert KEY_MATERIAL.search("-----BEGIN RSA " + "PRIVATE KEY-----")
+    assert KEY_MATERIAL.search("AKIA" + "ABCDEFGHIJKLMNOP")
 
 
 def test_no_secrets_in_tracked_files():
