@@ -18,7 +18,9 @@ features as of the end of ``ds`` (events after ``ds`` are ignored, so an
 out-of-order backfill never leaks the future): static counts and attributes, the
 short-term sequence with its signals, the positive-feedback sequence and the
 lifelong sequence. A user's latest row at or before a time is their state then
-(the point-in-time join Feast does).
+(the point-in-time join Feast does). When a day is applied after later days (a
+backfill out of order), the later snapshots are rewritten from the updated
+history, so any replay order ends with the same tables.
 """
 
 from __future__ import annotations
@@ -208,6 +210,39 @@ def build_user_features(
     return out.select(*[F.col(f.name).cast(f.dataType) for f in USER_FEATURES.fields])
 
 
+def later_snapshot_days(spark: SparkSession, path: str, ds: date) -> list[date]:
+    """Partitions of gold.user_features dated after ``ds`` (empty in a normal, in-order daily run)."""
+    if not delta.exists(spark, path):
+        return []
+    later = delta.read(spark, path).where(F.col("ds") > F.lit(ds).cast("date")).select("ds").distinct()
+    return sorted(row["ds"] for row in later.collect())
+
+
+def refresh_later_snapshots(spark: SparkSession, cfg: Settings, ds: date) -> list[date]:
+    """Rewrite user_features[d] for every existing d > ``ds`` from the history as it is now.
+
+    A backfill that applies an earlier day after later ones changes what those later
+    snapshots should have seen; rewriting them makes any replay order end with the
+    tables an in-order run writes (tests/ops/test_faults.py). Each snapshot is rebuilt
+    whole from silver.user_history (its users are those with events on d), so the cost
+    is one feature pass per later day, and nothing when days arrive in order.
+    """
+    seq = cfg.sequences
+    path = cfg.table_path("user_features")
+    days = later_snapshot_days(spark, path, ds)
+    if not days:
+        return []
+    history = delta.read(spark, cfg.table_path("user_history"))
+    users = delta.read(spark, cfg.table_path("users"), USERS)
+    spec = cfg.table("user_features")
+    for day in days:
+        active = history.where(F.map_contains_key("events_by_day", F.lit(day).cast("date")))
+        features = build_user_features(active, users, day, seq.short_term_len, seq.positive_len, seq.lifelong_cap)
+        delta.overwrite_partition(features, path, spec.partition_by, f"ds = {delta.date_literal(day)}")
+        log.info("sequences ds=%s: rewrote %s[ds=%s] (applied out of order)", ds, path, day)
+    return days
+
+
 def run(cfg: Settings, ds: date, spark: SparkSession | None = None, full_rebuild: bool = False) -> dict:
     """Apply day ``ds`` to user_history (or rebuild it), then write gold.user_features[ds]."""
     from jobs.spark import get_spark
@@ -232,8 +267,14 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, full_rebuild
     delta.overwrite_partition(
         features, cfg.table_path("user_features"), spec.partition_by, f"ds = {delta.date_literal(ds)}"
     )
+    refreshed = refresh_later_snapshots(spark, cfg, ds)
     batch.unpersist()
-    report = {"ds": ds.isoformat(), "active_users": n_users, "full_rebuild": full_rebuild}
+    report = {
+        "ds": ds.isoformat(),
+        "active_users": n_users,
+        "full_rebuild": full_rebuild,
+        "later_snapshots_refreshed": [d.isoformat() for d in refreshed],
+    }
     log.info("sequences ds=%s: %d active users merged into %s; wrote user_features[%s]", ds, n_users, hist_path, ds)
     out = Path(cfg.resolve(cfg.reports_dir)) / "runs" / ds.isoformat() / "sequences.json"
     out.parent.mkdir(parents=True, exist_ok=True)

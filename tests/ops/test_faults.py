@@ -5,7 +5,7 @@
   it there). The table stays at its last good version with the same rows, and a re-run
   gives exactly what an uninterrupted run gives.
 * Days ingested and sequenced newest first end with the same bronze tables and history as
-  oldest first. ``user_features`` does not (yet): a strict xfail records the known gap.
+  oldest first, ``user_features`` included (a day applied late rewrites the later snapshots).
 * Binary garbage, a truncated gzip, Latin-1 and UTF-16 text, a fake parquet and a link
   out of the raw root, dropped beside a day's good file, are each quarantined whole
   with the reason; the good file still loads.
@@ -143,11 +143,6 @@ def test_days_replayed_out_of_order_end_with_the_same_tables(spark, replays, nam
     assert _rows(spark, forward, name) == _rows(spark, reverse, name), f"{name} depends on the replay order"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: sequences(ds) writes user_features[ds] from the history it has then; a day applied "
-    "later (an earlier ds) changes the history of later snapshots but does not rewrite them",
-)
 def test_user_features_do_not_depend_on_the_replay_order(spark, replays):
     forward, reverse = replays
     assert _rows(spark, forward, "user_features") == _rows(spark, reverse, "user_features")
