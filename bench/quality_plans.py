@@ -113,6 +113,10 @@ def cpu() -> Plan:
 
     The slim ``_cpu_onerec`` shape, one ID source (SASRec's items), 2,000 validation users and a
     test beam of 20: on 2 cores a beam over 22k users costs minutes per validation otherwise.
+    Measured 2026-11-26 on Amazon Scientific, one thread of a busy 2-core box (load ~9),
+    ``--ids both --threads 1 --time-scale 0.33``, 29.6 min: test Recall@10 / NDCG@10 OneRec with
+    SASRec IDs 0.0575 / 0.0354, with text IDs (TF-IDF SVD) 0.0487 / 0.0251, SASRec-CE
+    0.0760 / 0.0443, SASRec-BCE 0.0557 / 0.0293 (time-boxed: ~7 epochs for the generators).
     """
     common = TrainConfig(device="cpu", dtype="fp32", log_every=50, eval_batch_size=512)
     onerec_tc = _sel(common, batch_size=512, lr=2e-3, warmup_steps=200, steps=4000, eval_every=250,
