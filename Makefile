@@ -20,7 +20,7 @@ DATA ?=
 FORMAT ?=
 RUN_ARGS := --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(FORMAT),--format $(FORMAT))
 
-.PHONY: venv run backfill test lint bench-sequences bench-quality serve bench-serve clean help
+.PHONY: venv run backfill test lint bench-sequences bench-quality bench-alignment serve bench-serve clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'

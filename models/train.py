@@ -208,14 +208,15 @@ def load_data(path: str | Path, ds: str | None = None) -> tuple[data.LeaveOneOut
     if (path / "_delta_log").is_dir():  # read through the Delta log, never the raw parquet files
         from deltalake import DeltaTable
 
-        table = DeltaTable(str(path))
-        version = f"delta:{path.name}@v{table.version()}"
-        arrow = table.to_pyarrow_table()
+        from models.continual import read_delta  # DataFusion: honours Spark's deletion vectors
+
+        version = f"delta:{path.name}@v{DeltaTable(str(path)).version()}"
+        df = read_delta(path, "protocol = 'leave_one_out'")
     else:
         import pyarrow.parquet as pq
 
-        arrow, version = pq.read_table(path, filters=filters), f"parquet:{path.name}"
-    df = arrow.to_pandas()
+        df = pq.read_table(path, filters=filters).to_pandas()
+        version = f"parquet:{path.name}"
     if "ds" in df.columns:
         days = sorted({str(d) for d in df["ds"]})
         if ds is None and len(days) > 1:

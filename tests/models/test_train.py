@@ -75,6 +75,33 @@ def test_from_training_examples_matches_the_text_path():
     assert batch["short_gap"][0, -1] == math.floor(math.log2(1 + 10)) and batch["short_gap"][0, 0] == 0
 
 
+def test_load_data_reads_one_day_of_leave_one_out_through_the_delta_log(tmp_path):
+    from deltalake import write_deltalake
+
+    from models.train import load_data
+
+    def rows(ds: str, protocol: str, seq: list[str]) -> list[dict]:
+        out = []
+        for split, offset in (("train", 3), ("valid", 2), ("test", 1)):
+            cut = len(seq) - offset
+            out.append({"user_id": "u1", "split": split, "context_item_ids": seq[:cut],
+                        "context_ts": [60 * i for i in range(cut)], "target_item_id": seq[cut],
+                        "target_ts": 60 * cut, "protocol": protocol, "ds": ds})  # fmt: skip
+        return out
+
+    table = tmp_path / "training_examples"
+    frame = pd.DataFrame(rows("2026-10-01", "leave_one_out", ["a", "b", "c", "d"])
+                         + rows("2026-10-02", "leave_one_out", ["a", "b", "c", "d", "e"])
+                         + rows("2026-10-02", "next_day", ["x", "y", "z", "w"]))  # fmt: skip
+    write_deltalake(str(table), frame, partition_by=["ds"])
+    with pytest.raises(ValueError, match="pick one with --ds"):
+        load_data(table)
+    loo, version = load_data(table, "2026-10-02")
+    assert version == "delta:training_examples@v0 ds=2026-10-02"
+    assert sorted(loo.item_ids[1:]) == ["a", "b", "c", "d", "e"]  # next_day rows left out
+    assert loo.test_target.tolist() == [loo.item_ids.index("e")]
+
+
 def test_sasrec_windows_cover_every_target_once():
     seqs = data.Ragged.from_lists([list(range(1, 13)), [5, 6]])
     w = data.sasrec_windows(seqs, max_len=5)
