@@ -111,6 +111,10 @@ class AirflowSettings(_Frozen):
     # SQLite by default; postgresql+psycopg2://... on a cluster.
     sql_alchemy_conn: str = "sqlite:///{home}/airflow/airflow.db"
     executor: str = "LocalExecutor"
+    # Where the GPU tasks (train, align) go: a pool of GPU slots and a Celery queue served by
+    # GPU workers. Locally the defaults (every slot, one queue); conf/cluster.yaml names "gpu".
+    gpu_pool: str = "default_pool"
+    gpu_queue: str = "default"
 
 
 class FeastSettings(_Frozen):
@@ -276,8 +280,13 @@ class PromoteSettings(_Frozen):
     primary_tolerance: float = 0.0
     # Absolute tolerance per metric: candidate >= champion - tolerance.
     tolerances: dict[str, float] = Field(
-        default_factory=lambda: {"recall@10": 0.02, "mean_reward": 0.02, "legal_rate": 0.02,
-                                 "coverage@10": 0.05, "diversity@10": 0.05}  # fmt: skip
+        default_factory=lambda: {
+            "recall@10": 0.02,
+            "mean_reward": 0.02,
+            "legal_rate": 0.02,
+            "coverage@10": 0.05,
+            "diversity@10": 0.05,
+        }  # fmt: skip
     )
 
 

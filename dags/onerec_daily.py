@@ -6,7 +6,10 @@ item_pairs -> validate_item_pairs -> item_alignment -> item_embeddings ->
 validate_item_embeddings -> semantic_ids -> validate_item_sids -> lifelong ->
 validate_lifelong; item_stats -> validate_item_stats runs beside them (bronze only).
 Then feast_apply -> feast_materialize (user and item views; checks online == gold)
--> training_examples -> validate_training_examples -> report.
+-> training_examples -> validate_training_examples.
+Models (jobs.model_stages): train (after the examples and the SIDs) and reward_refresh
+(after bronze) -> align -> evaluate -> promote -> report. train and align run in the
+GPU pool/queue named by ``airflow.gpu_pool`` / ``airflow.gpu_queue``.
 
 ``item_alignment`` comes before ``item_embeddings``: it trains an alignment model only
 when none exists for the embedding config (the first day; otherwise it is skipped with
@@ -25,7 +28,11 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, dag, task
 
-from jobs import stages
+from conf.settings import load_settings
+from jobs import model_stages, stages
+
+# Only where GPU tasks run (pool, Celery queue) is read at parse time; everything else per run.
+AIRFLOW = load_settings().airflow
 
 # Far back on purpose: dag.test()/backfill of a day before start_date creates no task instances
 # and "succeeds" doing nothing, and public datasets replay old days (MovieLens 1997-98,
@@ -154,6 +161,31 @@ def onerec_daily():
         """GX checkpoint for training_examples."""
         return stages.validate(["training_examples"], ds, dag_run.conf)
 
+    @task(pool=AIRFLOW.gpu_pool, queue=AIRFLOW.gpu_queue)
+    def train(ds=None, dag_run=None):
+        """Continue the champion on the day's leave-one-out examples (full retrain on a new codebook)."""
+        return model_stages.train(ds, dag_run.conf)
+
+    @task
+    def reward_refresh(ds=None, dag_run=None):
+        """P-Score reward model: next-day AUC on the new day, then trained on it (versioned)."""
+        return model_stages.reward_refresh(ds, dag_run.conf)
+
+    @task(pool=AIRFLOW.gpu_pool, queue=AIRFLOW.gpu_queue)
+    def align(ds=None, dag_run=None):
+        """ECPO (or DPO) of the day's candidate against the reward model; metrics before/after."""
+        return model_stages.align(ds, dag_run.conf)
+
+    @task
+    def evaluate(ds=None, dag_run=None):
+        """Candidate vs champion on the same held-out users: Recall/NDCG, reward, legal rate, coverage."""
+        return model_stages.evaluate(ds, dag_run.conf)
+
+    @task(retries=0, outlets=[Asset("onerec://models/champion")])
+    def promote(ds=None, dag_run=None):
+        """Gates from model.promote; atomic champion switch or a rejection with the failed gates."""
+        return model_stages.promote(ds, dag_run.conf)
+
     @task
     def report(ds=None, dag_run=None):
         """The day's HTML + JSON run report under the reports folder (codebook section included)."""
@@ -175,7 +207,11 @@ def onerec_daily():
     )
     stats_done = bronze_ok >> item_stats() >> validate_item_stats()
     online = [items_done, stats_done] >> feast_apply() >> feast_materialize()
-    online >> training_examples() >> validate_training_examples() >> report()
+    examples_ok = online >> training_examples() >> validate_training_examples()
+    trained, rewarded = train(), reward_refresh()
+    examples_ok >> trained
+    bronze_ok >> rewarded
+    [trained, rewarded] >> align() >> evaluate() >> promote() >> report()
 
 
 onerec_daily()

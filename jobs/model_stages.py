@@ -266,6 +266,11 @@ def promote(ds: str, run_conf: dict | None = None) -> dict:
         return {k: payload[k] for k in ("ds", "candidate", "champion_before", "champion_after", "promoted", "reason")}
     decision = decide(ev["metrics"]["candidate"], ev["metrics"]["champion"], p.primary, p.primary_tolerance,
                       dict(p.tolerances))  # fmt: skip
+    current = reg.get("champion")
+    if decision["promote"] and current is not None and str(current.versions.get("ds", "")) > day.isoformat():
+        # A backfill or re-run of an earlier day never moves the champion back in time.
+        decision = {**decision, "promote": False,
+                    "reason": f"kept {current.version}, the champion of a later day ({current.versions['ds']})"}  # fmt: skip
     if decision["promote"]:
         reg.set_alias("champion", ev["candidate"], f"{day}: {decision['reason']}")
     champion = reg.get("champion")

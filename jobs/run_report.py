@@ -7,7 +7,8 @@ and the tables themselves (through the Delta log): data volumes per day, ingest
 accounting, quarantine counts by reason, sequence length distributions,
 validation outcomes, and the semantic-ID codebook (utilisation per level, collision
 rate before/after the dedup code, max/mean cluster size -- now and at the fit --
-and how many new items were encoded on ``ds``). Plots are PNGs embedded in the page, so the file works
+and how many new items were encoded on ``ds``), and the models (training, alignment
+before/after, the promotion decision with every gate: jobs/report_models.py). Plots are PNGs embedded in the page, so the file works
 offline and can be mailed around.
 """
 
@@ -26,6 +27,7 @@ from pyspark.sql import functions as F
 from conf.settings import Settings
 from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
+from jobs.report_models import model_html, model_section
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,9 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _plots(daily: list[tuple[str, int]], lengths: dict[str, list[int]]) -> dict[str, str]:
+def _plots(
+    daily: list[tuple[str, int]], lengths: dict[str, list[int]], reward_curve: list | None = None
+) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,6 +70,12 @@ def _plots(daily: list[tuple[str, int]], lengths: dict[str, list[int]]) -> dict[
             ax.hist(values or [0], bins=20, color="#55a868")
             ax.set_title(f"{name} length (users active on ds)", fontsize=9)
         out["sequence_lengths"] = _png(fig)
+        plt.close(fig)
+    if reward_curve and len(reward_curve) > 1:
+        fig, ax = plt.subplots(figsize=(5, 2.6))
+        ax.plot([s for s, _ in reward_curve], [r for _, r in reward_curve], marker="o", color="#c44e52")
+        ax.set_title("alignment: mean reward of the rollouts per step", fontsize=9)
+        out["alignment_reward"] = _png(fig)
         plt.close(fig)
     return out
 
@@ -114,6 +124,7 @@ def collect(cfg: Settings, ds: date) -> dict:
         "quarantine (all)": quarantine.count(),
     }
     data["codebook"] = codebook_section(spark, cfg, ds, stages.get("semantic_ids", {}))
+    data["model"] = model_section(cfg, ds, stages.get("promotion"))
     if delta.exists(spark, cfg.table_path("training_examples")):
         te = _read(spark, cfg, "training_examples").where(F.col("ds") == day)
         for r in te.groupBy("protocol", "split").count().collect():
@@ -194,7 +205,8 @@ def _table(rows: dict, head: tuple[str, str]) -> str:
 
 def render(data: dict) -> str:
     """The HTML page for ``collect()``'s numbers."""
-    plots = _plots(data["events_per_day"], data["sequence_lengths"])
+    curve = ((data.get("model") or {}).get("align") or {}).get("reward_curve")
+    plots = _plots(data["events_per_day"], data["sequence_lengths"], curve)
     ingest = data["stages"].get("ingest", {}).get("events", {})
     validation = {
         f"{table}": "passed" if res.get("success") else f"FAILED ({res.get('failures')} failures)"
@@ -219,6 +231,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} td.n{{text-align:
 <table><tr><th>table</th><th>source</th><th>reason</th></tr>{examples}</table>
 <h2>Data quality</h2>{_table(validation, ("table", "result"))}
 <h2 id="codebook">Semantic-ID codebook</h2>{_codebook_html(data.get("codebook"))}
+<h2 id="model">Model: training, alignment, promotion</h2>{model_html(data.get("model") or {})}
 <h2>Plots</h2>{imgs}
 </body></html>"""
 

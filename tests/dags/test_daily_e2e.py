@@ -54,7 +54,10 @@ def daily_run(tiny_cfg, spark):
     results = run_days(tiny_cfg, days[:1], run_conf)
     sids_day1 = _sids(spark, tiny_cfg)  # to check that day 2 leaves them alone
     results += run_days(tiny_cfg, days[1:], run_conf)
-    return {"days": days, "results": results, "run_conf": run_conf, "manifest": manifest, "sids_day1": sids_day1}
+    runs = Path(tiny_cfg.resolve(tiny_cfg.reports_dir)) / "runs"
+    promotions = [json.loads((runs / d.isoformat() / "promotion.json").read_text()) for d in days]
+    return {"days": days, "results": results, "run_conf": run_conf, "manifest": manifest, "sids_day1": sids_day1,
+            "promotions": promotions}  # fmt: skip
 
 
 def _sids(spark, cfg) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -119,13 +122,19 @@ def test_ingest_books_balance_and_broken_rows_are_quarantined(daily_run, tiny_cf
 
 def test_rerunning_a_day_changes_no_row(daily_run, tiny_cfg, spark):
     from dags.runner import run_days
+    from models.registry import registry_for
 
-    before = _snapshot(spark, tiny_cfg)
+    registry = registry_for(tiny_cfg)
+    before, champion = _snapshot(spark, tiny_cfg), registry.get("champion")
+    versions = sorted(p.name for p in (registry.root / "versions").iterdir())
     results = run_days(tiny_cfg, daily_run["days"][:1], daily_run["run_conf"])
     assert [s for _, s in results] == ["success"]
     after = _snapshot(spark, tiny_cfg)
     for name in TABLES:
         assert after[name] == before[name], f"{name} changed on re-run"
+    # The model side too: the same day's candidate is the same version, and the champion stays.
+    assert sorted(p.name for p in (registry.root / "versions").iterdir()) == versions
+    assert registry.get("champion").version == champion.version
 
 
 def test_online_store_matches_the_gold_table(daily_run, tiny_cfg):
@@ -190,3 +199,19 @@ def test_item_features_are_online(daily_run, tiny_cfg, spark):
         features=["item_sids:codes", "item_embeddings:embedding_source"], entity_rows=[{"item_id": i} for i in some]
     ).to_dict()
     assert online["codes"] == [list(sids[i][1]) for i in some]
+
+
+def test_models_are_trained_aligned_and_promoted(daily_run, tiny_cfg):
+    """Day 1's candidate is the first champion; day 2 continues from it and the gates decide."""
+    from models.registry import registry_for
+
+    first, second = daily_run["promotions"]
+    assert first["promoted"] is True and first["champion_before"] is None
+    assert second["champion_before"] == first["champion_after"] and second["gates"]
+    assert second["champion_after"] == (second["candidate"] if second["promoted"] else first["champion_after"])
+    champion = registry_for(tiny_cfg).get("champion")
+    assert champion is not None and champion.version == second["champion_after"]
+    assert (champion.path / "items").is_dir()
+    page = Path(tiny_cfg.resolve(tiny_cfg.reports_dir)) / "runs" / daily_run["days"][1].isoformat() / "index.html"
+    text = page.read_text()
+    assert 'id="promotion"' in text and 'id="gates"' in text and 'id="alignment"' in text
