@@ -16,31 +16,14 @@ as the daily run's) so the retrain never reads a missing partition. Scheduled
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import Asset, dag, task
 
+from dags.common import START_DATE, default_args, table_asset
 from jobs import stages
 
-# Far back on purpose: dag.test()/backfill of a day before start_date creates no task instances
-# and "succeeds" doing nothing, and public datasets replay old days (MovieLens 1997-98,
-# Amazon sequences from source.base_date 2020). catchup=False keeps the scheduler to the latest run.
-START_DATE = datetime(1990, 1, 1)
-
-DEFAULT_ARGS = {
-    "owner": "onerec",
-    "retries": 2,
-    "retry_delay": timedelta(minutes=1),
-    "retry_exponential_backoff": True,
-}
-
-
-def _asset(table: str) -> Asset:
-    """The lake table's Asset (the same URI the daily DAG's producers declare)."""
-    from conf.settings import DEFAULT_TABLES
-
-    spec = DEFAULT_TABLES[table]
-    return Asset(f"onerec://{spec.layer}/{spec.name}")
+DEFAULT_ARGS = default_args(timedelta(minutes=1))
 
 
 @dag(
@@ -54,7 +37,7 @@ def _asset(table: str) -> Asset:
     doc_md=__doc__,
 )
 def onerec_codebook_weekly():
-    @task(outlets=[_asset("item_pairs")])
+    @task(outlets=[table_asset("item_pairs")])
     def item_pairs(ds=None, dag_run=None):
         """Co-engagement pairs of the day (the alignment's training signal)."""
         return stages.item_pairs(ds, dag_run.conf)
@@ -64,7 +47,7 @@ def onerec_codebook_weekly():
         """GX checkpoint for item_pairs."""
         return stages.validate(["item_pairs"], ds, dag_run.conf)
 
-    @task(outlets=[_asset("item_embeddings")])
+    @task(outlets=[table_asset("item_embeddings")])
     def item_alignment(ds=None, dag_run=None):
         """Retrain the alignment model (new version) and re-embed every item with it."""
         return stages.item_alignment(ds, dag_run.conf, retrain=True)
@@ -74,7 +57,7 @@ def onerec_codebook_weekly():
         """GX checkpoint for item_embeddings (width, no NaN/inf, unit norm)."""
         return stages.validate(["item_embeddings"], ds, dag_run.conf)
 
-    @task(outlets=[_asset("item_sids"), _asset("item_sid_mapping")])
+    @task(outlets=[table_asset("item_sids"), table_asset("item_sid_mapping")])
     def codebook(ds=None, dag_run=None):
         """Full RQ-KMeans rebuild: new codebook version, item_sids and the old->new mapping."""
         return stages.semantic_ids(ds, dag_run.conf, mode="full")

@@ -24,35 +24,18 @@ A critical data-quality failure stops everything downstream of it.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import Asset, dag, task
 
 from conf.settings import load_settings
+from dags.common import START_DATE, default_args, table_asset
 from jobs import model_stages, stages
 
 # Only where GPU tasks run (pool, Celery queue) is read at parse time; everything else per run.
 AIRFLOW = load_settings().airflow
 
-# Far back on purpose: dag.test()/backfill of a day before start_date creates no task instances
-# and "succeeds" doing nothing, and public datasets replay old days (MovieLens 1997-98,
-# Amazon sequences from source.base_date 2020). catchup=False keeps the scheduler to the latest run.
-START_DATE = datetime(1990, 1, 1)
-
-DEFAULT_ARGS = {
-    "owner": "onerec",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-}
-
-
-def _asset(table: str) -> Asset:
-    """The Asset other DAGs can schedule on; named like the lake table (layer/name)."""
-    from conf.settings import DEFAULT_TABLES
-
-    spec = DEFAULT_TABLES[table]
-    return Asset(f"onerec://{spec.layer}/{spec.name}")
+DEFAULT_ARGS = default_args(timedelta(seconds=30))
 
 
 @dag(
@@ -86,7 +69,7 @@ def onerec_daily():
         """GX checkpoints for user_history and user_features."""
         return stages.validate(["user_history", "user_features"], ds, dag_run.conf)
 
-    @task(outlets=[_asset("item_pairs")])
+    @task(outlets=[table_asset("item_pairs")])
     def item_pairs(ds=None, dag_run=None):
         """Co-engagement pairs (Swing) over the trailing window -> gold.item_pairs[ds]."""
         return stages.item_pairs(ds, dag_run.conf)
@@ -101,7 +84,7 @@ def onerec_daily():
         """Train the alignment model (and re-embed) only when none exists; else skipped, reason logged."""
         return stages.item_alignment(ds, dag_run.conf)
 
-    @task(outlets=[_asset("item_embeddings")])
+    @task(outlets=[table_asset("item_embeddings")])
     def item_embeddings(ds=None, dag_run=None):
         """Embed new, changed and newly-warm items with the current model -> gold.item_embeddings."""
         return stages.item_embeddings(ds, dag_run.conf)
@@ -111,7 +94,7 @@ def onerec_daily():
         """GX checkpoint for item_embeddings (width, no NaN/inf, unit norm)."""
         return stages.validate(["item_embeddings"], ds, dag_run.conf)
 
-    @task(outlets=[_asset("item_sids")])
+    @task(outlets=[table_asset("item_sids")])
     def semantic_ids(ds=None, dag_run=None):
         """Encode new items with the current codebook (full fit only when none) -> gold.item_sids."""
         return stages.semantic_ids(ds, dag_run.conf)
@@ -121,7 +104,7 @@ def onerec_daily():
         """GX checkpoint for the current codebook's item_sids (unique tuples, codes in range, utilisation)."""
         return stages.validate(["item_sids"], ds, dag_run.conf)
 
-    @task(outlets=[_asset("user_lifelong_compressed")])
+    @task(outlets=[table_asset("user_lifelong_compressed")])
     def lifelong(ds=None, dag_run=None):
         """Compress active users' lifelong sequences to <= N representatives -> gold.user_lifelong_compressed."""
         return stages.lifelong(ds, dag_run.conf)
@@ -131,7 +114,7 @@ def onerec_daily():
         """GX checkpoint for user_lifelong_compressed (cap)."""
         return stages.validate(["user_lifelong_compressed"], ds, dag_run.conf)
 
-    @task(outlets=[_asset("item_stats")])
+    @task(outlets=[table_asset("item_stats")])
     def item_stats(ds=None, dag_run=None):
         """Interactions, users, positive rate, first/last seen of the day's items -> gold.item_stats[ds]."""
         return stages.item_stats(ds, dag_run.conf)
