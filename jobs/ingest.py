@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 from datetime import date
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -37,6 +36,7 @@ from jobs.ingest_rules import (
 )
 from jobs.loaders import get_loader
 from jobs.schemas import ITEMS
+from jobs.stage_report import write_stage_json
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +152,7 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
 
 
 def _write_report(cfg: Settings, ds: date, report: dict) -> None:
-    out = Path(cfg.resolve(cfg.reports_dir)) / "runs" / ds.isoformat() / "ingest.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, sort_keys=True))
+    write_stage_json(cfg, ds, "ingest", report, sort_keys=True)
 
 
 def main(argv: list[str] | None = None) -> None:

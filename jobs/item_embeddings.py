@@ -49,6 +49,7 @@ from conf.settings import Settings
 from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
 from jobs.schemas import EVENTS, ITEM_EMBEDDINGS, ITEM_PAIRS, ITEMS
+from jobs.stage_report import write_stage_json
 from jobs.text_encoder import CONTENT_SCHEMA, ContentParams, cached_model, content_partitions
 
 log = logging.getLogger(__name__)
@@ -404,9 +405,7 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, mode: str = 
         "item_embeddings ds=%s mode=%s version=%s: embedded %d items into %s",
         ds, mode, version, report["embedded"], out_path,
     )  # fmt: skip
-    out = Path(cfg.resolve(cfg.reports_dir)) / "runs" / ds.isoformat() / "item_embeddings.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
+    write_stage_json(cfg, ds, "item_embeddings", report)
     return report
 
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import logging
 from datetime import date, timedelta
-from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -49,6 +48,7 @@ from conf.settings import ItemPairSettings, Settings
 from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
 from jobs.schemas import ITEM_PAIRS, USER_HISTORY
+from jobs.stage_report import write_stage_json
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +201,7 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
         "item_pairs ds=%s: %d rows for %d items (%s, %d-day window) from %s into %s[ds=%s]",
         ds, report["rows"], report["items_with_pairs"], p.method, p.window_days, hist_path, out_path, ds,
     )  # fmt: skip
-    out = Path(cfg.resolve(cfg.reports_dir)) / "runs" / ds.isoformat() / "item_pairs.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_stage_json(cfg, ds, "item_pairs", report)
     return report
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 from datetime import date
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -29,6 +28,7 @@ from conf.settings import PositiveRule, Settings
 from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
 from jobs.schemas import EVENTS, ITEM_STATS
+from jobs.stage_report import write_stage_json
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,7 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
     rows.unpersist()
     report = {"ds": ds.isoformat(), "table": out_path, "items": int(n)}
     log.info("item_stats ds=%s: %d items into %s[ds=%s]", ds, n, out_path, ds)
-    out = Path(cfg.resolve(cfg.reports_dir)) / "runs" / ds.isoformat() / "item_stats.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_stage_json(cfg, ds, "item_stats", report)
     return report
 
 

@@ -29,7 +29,6 @@ import json
 import logging
 import math
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -40,6 +39,7 @@ from conf.settings import Settings
 from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
 from jobs.schemas import ITEM_EMBEDDINGS, USER_FEATURES, USER_LIFELONG_COMPRESSED
+from jobs.stage_report import write_stage_json
 
 log = logging.getLogger(__name__)
 _OUT = "user_id string, item_ids array<string>, n_source long"
@@ -164,9 +164,7 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
         "lifelong ds=%s: %d active users, %d compressed to <= %d items, into %s[ds=%s]",
         ds, report["users"], report["users_compressed"], life.max_representatives, out_path, ds,
     )  # fmt: skip
-    out = Path(cfg.resolve(cfg.reports_dir)) / "runs" / ds.isoformat() / "lifelong.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_stage_json(cfg, ds, "lifelong", report)
     return report
 
 

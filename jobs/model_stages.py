@@ -33,6 +33,7 @@ from jobs.model_inputs import (
     version_before,
     write_json,
 )
+from jobs.stage_report import day_report_dir
 from jobs.stages import _day, settings_for_run
 
 
@@ -262,7 +263,7 @@ def promote(ds: str, run_conf: dict | None = None) -> dict:
         payload = {"ds": day.isoformat(), "candidate": None, "champion_before": champion.version if champion else None,
                    "champion_after": champion.version if champion else None, "promoted": False,
                    "reason": f"no candidate ({ev['skipped']})", "gates": [], "registry": str(reg.root)}  # fmt: skip
-        record(Path(cfg.resolve(cfg.reports_dir)) / "runs" / day.isoformat() / "promotion.json", payload)
+        record(day_report_dir(cfg, day) / "promotion.json", payload)
         return {k: payload[k] for k in ("ds", "candidate", "champion_before", "champion_after", "promoted", "reason")}
     decision = decide(ev["metrics"]["candidate"], ev["metrics"]["champion"], p.primary, p.primary_tolerance,
                       dict(p.tolerances))  # fmt: skip
@@ -278,7 +279,7 @@ def promote(ds: str, run_conf: dict | None = None) -> dict:
                "champion_after": champion.version if champion else None, "promoted": decision["promote"],
                "reason": decision["reason"], "primary": p.primary, "gates": decision["gates"],
                "metrics": ev["metrics"], "users": ev["users"], "registry": str(reg.root)}  # fmt: skip
-    record(Path(cfg.resolve(cfg.reports_dir)) / "runs" / day.isoformat() / "promotion.json", payload)
+    record(day_report_dir(cfg, day) / "promotion.json", payload)
     return {k: payload[k] for k in ("ds", "candidate", "champion_before", "champion_after", "promoted", "reason")}
 
 

@@ -28,6 +28,7 @@ from conf.settings import Settings
 from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
 from jobs.report_models import model_html, model_section
+from jobs.stage_report import day_report_dir
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def collect(cfg: Settings, ds: date) -> dict:
     from jobs.spark import get_spark
 
     spark = get_spark(cfg)
-    run_dir = Path(cfg.resolve(cfg.reports_dir)) / "runs" / ds.isoformat()
+    run_dir = day_report_dir(cfg, ds)
     stages = {p.stem: json.loads(p.read_text()) for p in sorted(run_dir.glob("*.json")) if p.stem != "report"}
     day = F.lit(ds).cast("date")
     data: dict = {"ds": ds.isoformat(), "stages": stages, "tables": {}}
@@ -239,7 +240,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} td.n{{text-align:
 def run(cfg: Settings, ds: date) -> Path:
     """Write ``reports/runs/<ds>/index.html`` and ``report.json``; return the HTML path."""
     data = collect(cfg, ds)
-    out = Path(cfg.resolve(cfg.reports_dir)) / "runs" / ds.isoformat()
+    out = day_report_dir(cfg, ds)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(data, indent=2, default=str))
     page = out / "index.html"

@@ -52,6 +52,7 @@ from conf.settings import SemanticIdSettings, Settings
 from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
 from jobs.schemas import ITEM_EMBEDDINGS, ITEM_SID_MAPPING, ITEM_SIDS
+from jobs.stage_report import write_stage_json
 from models import codebook_io
 from models.rq_kmeans import RQKMeansConfig, assign_new, encode, fit, metrics, resolve_collisions
 
@@ -208,9 +209,7 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, mode: str = 
     else:
         report = _run_encode(spark, cfg, ds, emb, versions[-1])
     report.update(ds=ds.isoformat(), mode=mode, table=cfg.table_path("item_sids"))
-    out = Path(cfg.resolve(cfg.reports_dir)) / "runs" / ds.isoformat() / "semantic_ids.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
+    write_stage_json(cfg, ds, "semantic_ids", report)
     return report
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 from datetime import date, timedelta
-from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -37,6 +36,7 @@ from conf.settings import PositiveRule, Settings
 from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
 from jobs.schemas import FLAG_BITS, HISTORY_EVENT, USER_FEATURES, USER_HISTORY, USERS
+from jobs.stage_report import write_stage_json
 
 log = logging.getLogger(__name__)
 
@@ -276,9 +276,7 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, full_rebuild
         "later_snapshots_refreshed": [d.isoformat() for d in refreshed],
     }
     log.info("sequences ds=%s: %d active users merged into %s; wrote user_features[%s]", ds, n_users, hist_path, ds)
-    out = Path(cfg.resolve(cfg.reports_dir)) / "runs" / ds.isoformat() / "sequences.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_stage_json(cfg, ds, "sequences", report)
     return report
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import logging
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from conf.settings import Settings, load_settings
+from jobs.stage_report import write_stage_json
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,7 @@ def item_alignment(ds: str, run_conf: dict | None = None, retrain: bool = False)
     else:
         report = job.run(cfg, day, mode="full")
     # The embeddings job's own JSON is rewritten by the daily item_embeddings task: keep this one apart.
-    out = Path(cfg.resolve(cfg.reports_dir)) / "runs" / day.isoformat() / "item_alignment.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
+    write_stage_json(cfg, day, "item_alignment", report)
     return json.loads(json.dumps(report, default=str))
 
 
@@ -137,9 +135,7 @@ def validate(tables: list[str], ds: str, run_conf: dict | None = None) -> dict:
     for table in tables:
         report = run_validation(spark, cfg, table, _day(ds))
         results[table] = {"success": report.success, "rows": report.row_count, "failures": len(report.failures)}
-    out = Path(cfg.resolve(cfg.reports_dir)) / "runs" / _day(ds).isoformat() / f"validation_{'_'.join(tables)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    write_stage_json(cfg, _day(ds), f"validation_{'_'.join(tables)}", results)
     return results
 
 
