@@ -96,16 +96,19 @@ class BeamResult(NamedTuple):
     items: Tensor  # (B, k) item index, -1 for an illegal or dead beam
     scores: Tensor  # (B, k) sum of log-probabilities, best first
     codes: Tensor  # (B, k, L) the generated tuples
+    item_logp: Tensor | None = None  # (B, k) the item head's log-probability of each item, if it has one
 
 
 @torch.no_grad()
 def beam_search(model: SemanticIdGenerator, batch: dict[str, Tensor], trie: SemanticIdTrie, beam_size: int,
-                top_k: int | None = None, constrained: bool = True) -> BeamResult:  # fmt: skip
+                top_k: int | None = None, constrained: bool = True, item_weight: float = 0.0) -> BeamResult:  # fmt: skip
     """Top-``k`` items per user by beam search over one item's ``trie.levels`` codes.
 
     Constrained, every returned item is real and the ``k`` items are distinct (distinct beams are
     distinct tuples) whenever the catalogue has ``>= k`` items. ``beam_size=1,
     constrained=False`` is unconstrained greedy decoding. Session models decode their first item.
+    ``item_weight`` > 0 reranks all ``beam_size`` beams with the model's item head (``rerank``)
+    before keeping the top ``k``.
     """
     k = top_k or beam_size
     if not 1 <= k <= beam_size:
@@ -131,8 +134,31 @@ def beam_search(model: SemanticIdGenerator, batch: dict[str, Tensor], trie: Sema
         parent = (idx // size).unsqueeze(-1).expand(b, beam_size, t)
         prefix = torch.cat([prefix.view(b, beam_size, t).gather(1, parent), (idx % size).unsqueeze(-1)], -1)
         prefix = prefix.view(b * beam_size, t + 1)
+    codes = prefix.view(b, beam_size, trie.levels)
+    items = trie.lookup(codes.reshape(-1, trie.levels)).view(b, beam_size)
+    items = items.masked_fill(~torch.isfinite(scores), -1)
+    item_logp = None
+    head = model.item_logits({name: t[::beam_size] for name, t in state.items()})
     model.train(was_training)
-    codes = prefix.view(b, beam_size, trie.levels)[:, :k]
-    items = trie.lookup(codes.reshape(-1, trie.levels)).view(b, k)
-    scores = scores[:, :k]
-    return BeamResult(items.masked_fill(~torch.isfinite(scores), -1), scores, codes)
+    if head is not None:
+        item_logp = torch.log_softmax(head, -1).gather(1, items.clamp(min=0))
+        item_logp = item_logp.masked_fill(items < 0, float("-inf"))
+    result = BeamResult(items, scores, codes, item_logp)
+    if item_weight and item_logp is not None:
+        result = rerank(result, item_weight)
+    return BeamResult(*(None if t is None else t[:, :k] for t in result))
+
+
+def rerank(result: BeamResult, item_weight: float) -> BeamResult:
+    """Beams re-sorted by ``scores + item_weight * item_logp`` (the sum becomes the score).
+
+    Generate-then-score: the constrained beam proposes real items, the encoder's item head
+    (``OneRecConfig.item_loss_weight``) re-scores them; weight 1 ranks by the product of the two
+    models' probabilities. Without an item head the result is returned unchanged.
+    """
+    if result.item_logp is None or not item_weight:
+        return result
+    scores = result.scores + item_weight * result.item_logp
+    scores, order = scores.sort(dim=1, descending=True)
+    pick = lambda t: t.gather(1, order if t.dim() == 2 else order.unsqueeze(-1).expand_as(t))  # noqa: E731
+    return BeamResult(pick(result.items), scores, pick(result.codes), pick(result.item_logp))

@@ -63,6 +63,14 @@ class OneRecConfig:
     # Label smoothing of the per-level code softmax: codes are a coarse, noisy clustering (many
     # next items are near-equally plausible), so a peaked target over-fits Beauty's 130k examples.
     label_smoothing: float = 0.0
+    # Auxiliary next-item loss (0 = off), weight against the code loss: a full-softmax item head
+    # on the encoder output at the most recent short-term position, scored against the context
+    # item table (tied, as SASRec ties input and output). The code loss alone teaches the encoder
+    # only what the coarse code tuples can tell apart; the item loss makes it model the item
+    # itself (LIGER, Yang et al. 2024, trains generative and dense retrieval on one encoder for
+    # the same reason). Beam search may then rerank its candidates with the head
+    # (``beam.rerank``); every output still comes from the constrained beam.
+    item_loss_weight: float = 0.0
 
     def __post_init__(self) -> None:
         positive = ("levels", "codes_per_level", "n_items", "d_model", "n_heads", "n_kv_heads", "n_dec_layers")
@@ -79,6 +87,10 @@ class OneRecConfig:
             raise ValueError("kv_split must be 1 or 2, and kv_sets <= n_dec_layers")
         if self.lifelong_len and self.n_queries < 1:
             raise ValueError("a lifelong pathway needs n_queries >= 1")
+        if self.item_loss_weight < 0:
+            raise ValueError(f"item_loss_weight must be >= 0, got {self.item_loss_weight}")
+        if self.item_loss_weight and self.architecture != "encoder_decoder":
+            raise ValueError("item_loss_weight needs the encoder (architecture encoder_decoder)")
 
     @property
     def level_sizes(self) -> tuple[int, ...]:
@@ -161,6 +173,10 @@ class TrainConfig:
     # validates, saves and finishes as if scheduled (benchmarks with a time box). Single process
     # only: under DDP the ranks' clocks would disagree on the stopping step, so it is ignored there.
     time_limit_s: float = 0.0
+    # Generator scoring for validation and test: beam log-probability + ``item_weight`` x the
+    # item head's log-probability (``beam.rerank``; 0 = beam order). Weight 1 is the product of
+    # the two models' probabilities: no tuned constant.
+    item_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.dtype not in ("fp32", "bf16"):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.beam import SemanticIdTrie, beam_search
+from models.beam import SemanticIdTrie, beam_search, rerank
 from models.data import Examples, Ragged, onerec_batch, sasrec_inputs
 from models.onerec import SemanticIdGenerator
 from models.sasrec import SASRec
@@ -79,32 +79,46 @@ def evaluate_sasrec(model: SASRec, contexts: Ragged, targets: np.ndarray, batch_
 @torch.no_grad()
 def evaluate_onerec(model: SemanticIdGenerator, examples: Examples, item_codes: np.ndarray, trie: SemanticIdTrie,
                     beam_size: int = 20, batch_size: int = 256, device: str | torch.device = "cpu",
-                    ks: tuple[int, ...] = KS, greedy: bool = True) -> dict[str, Any]:  # fmt: skip
+                    ks: tuple[int, ...] = KS, greedy: bool = True, item_weight: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """Beam-search metrics of a generator: ranking, legal rates (constrained, greedy), coverage.
 
     ``greedy=False`` skips the unconstrained greedy pass (a diagnostic; validation runs often).
+    ``item_weight`` > 0 ranks the beam's items by ``beam.rerank`` when the model has an item head;
+    the metrics of the plain beam order, from the same search, are then under ``"generative"``.
     """
     if beam_size < max(ks):
         raise ValueError(f"beam size {beam_size} < k = {max(ks)}: items below the beam would be misses")
-    ranks, tops, legal, greedy_legal = [], [], [], []
+    k = max(ks)
+    ranks, tops, legal, greedy_legal, plain_ranks, plain_tops = [], [], [], [], [], []
+    reranked = False
     for s in range(0, len(examples), batch_size):
         idx = np.arange(s, min(s + batch_size, len(examples)))
         batch = {k: v.to(device) for k, v in onerec_batch(examples, idx, model.cfg, item_codes).items()}
-        result = beam_search(model, batch, trie, beam_size, top_k=max(ks))
-        ranks.append(ranks_from_topk(result.items, batch["target_items"][:, 0]).cpu())
-        tops.append(result.items.cpu())
-        legal.append((result.items >= 0).float().cpu())
+        beams = beam_search(model, batch, trie, beam_size)  # every beam: reranking may promote any
+        target = batch["target_items"][:, 0]
+        result = rerank(beams, item_weight)
+        reranked = reranked or result is not beams
+        ranks.append(ranks_from_topk(result.items[:, :k], target).cpu())
+        tops.append(result.items[:, :k].cpu())
+        plain_ranks.append(ranks_from_topk(beams.items[:, :k], target).cpu())
+        plain_tops.append(beams.items[:, :k].cpu())
+        legal.append((result.items[:, :k] >= 0).float().cpu())
         if greedy:
             free = beam_search(model, batch, trie, beam_size=1, constrained=False)
             greedy_legal.append((free.items >= 0).float().cpu())
     top = torch.cat(tops)
-    return {
+    out = {
         **ranking_metrics(torch.cat(ranks), ks),
-        f"coverage@{max(ks)}": coverage(top, model.cfg.n_items),
+        f"coverage@{k}": coverage(top, model.cfg.n_items),
         "legal_rate": float(torch.cat(legal).mean()),
         **({"legal_rate_greedy": float(torch.cat(greedy_legal).mean())} if greedy else {}),
         "n_users": len(examples),
     }
+    if reranked:
+        out["item_weight"] = item_weight
+        out["generative"] = {**ranking_metrics(torch.cat(plain_ranks), ks),
+                             f"coverage@{k}": coverage(torch.cat(plain_tops), model.cfg.n_items)}  # fmt: skip
+    return out
 
 
 def write_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:

@@ -58,8 +58,9 @@ def context_flops(cfg: OneRecConfig) -> float:
 
 
 def heads_flops(cfg: OneRecConfig) -> float:
-    """One head per level, applied to the positions that predict that level."""
-    return sum(matmul(cfg.session_len, cfg.d_model, k) for k in cfg.level_sizes)
+    """One head per level, applied to the positions that predict that level; plus the item head."""
+    item_head = matmul(1, cfg.d_model, cfg.n_items + 1) if cfg.item_loss_weight else 0.0
+    return sum(matmul(cfg.session_len, cfg.d_model, k) for k in cfg.level_sizes) + item_head
 
 
 def onerec_forward_flops(cfg: OneRecConfig) -> float:

@@ -124,6 +124,10 @@ class ItemEmbedding(nn.Module):
         self.register_buffer("offset", torch.cumsum(sizes, 0) - sizes, persistent=False)
         self.codes = nn.Embedding(int(sizes.sum()), cfg.d_model)
 
+    def table(self) -> Tensor:
+        """Every item's vector ``(n_items + 1, d)``, row 0 the zero padding vector."""
+        return self(torch.arange(self.ids.num_embeddings, device=self.ids.weight.device))
+
     def forward(self, items: Tensor) -> Tensor:
         e = self.ids(items)
         if self.use_codes:
@@ -252,6 +256,14 @@ class SemanticIdGenerator(nn.Module):
         x = self.drop(x + self.target_position.weight[: t + 1])
         return self.out_norm(self.run_decoder(x, state))
 
+    def item_logits(self, state: dict[str, Tensor]) -> Tensor | None:
+        """Item-head logits ``(B, n_items + 1)`` (column 0, padding, is -inf); None without a head."""
+        if "user" not in state:
+            return None
+        logits = (state["user"] @ self.context.items.table().T).float()
+        logits[:, 0] = float("-inf")
+        return logits
+
     def decode_step(self, state: dict[str, Tensor], prefix: Tensor) -> Tensor:
         """Float logits ``(B, K_level)`` of the next code after ``prefix`` (recomputes the short prefix)."""
         h = self.decode(state, prefix)[:, -1]
@@ -260,19 +272,25 @@ class SemanticIdGenerator(nn.Module):
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """``(loss, logits)``: mean next-token CE; logits ``(B, T, max K)``, -inf past a level's K."""
         target = batch["target_codes"]
-        h = self.decode(self.encode_context(batch), target[:, :-1])
+        state = self.encode_context(batch)
+        h = self.decode(state, target[:, :-1])
         sizes, n = self.cfg.level_sizes, self.cfg.n_levels
         logits = h.new_full((*target.shape, max(sizes)), float("-inf"), dtype=torch.float32)
         for level, head in enumerate(self.heads):
             logits[:, level::n, : sizes[level]] = head(h[:, level::n]).float()
         if not self.cfg.label_smoothing:
-            return F.cross_entropy(logits.flatten(0, 1), target.flatten()), logits
-        # Smoothing per level, over that level's K codes only (never onto the -inf padding
-        # columns); every level has the same token count, so the mean of the level means is the
-        # mean over all tokens.
-        losses = [F.cross_entropy(logits[:, level::n, : sizes[level]].flatten(0, 1), target[:, level::n].flatten(),
-                                  label_smoothing=self.cfg.label_smoothing) for level in range(n)]  # fmt: skip
-        return torch.stack(losses).mean(), logits
+            loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())
+        else:
+            # Smoothing per level, over that level's K codes only (never onto the -inf padding
+            # columns); every level has the same token count, so the mean of the level means is
+            # the mean over all tokens.
+            losses = [F.cross_entropy(logits[:, level::n, : sizes[level]].flatten(0, 1), target[:, level::n].flatten(),
+                                      label_smoothing=self.cfg.label_smoothing) for level in range(n)]  # fmt: skip
+            loss = torch.stack(losses).mean()
+        item_logits = self.item_logits(state)
+        if item_logits is not None:  # the session's first item: the one the beam decodes first
+            loss = loss + self.cfg.item_loss_weight * F.cross_entropy(item_logits, batch["target_items"][:, 0])
+        return loss, logits
 
 
 class OneRec(SemanticIdGenerator):
@@ -291,6 +309,8 @@ class OneRec(SemanticIdGenerator):
             x = blk(x, mask[:, None, None, :])
         memory = self.enc_norm(x)
         state = {"mask": mask}
+        if self.cfg.item_loss_weight:  # the most recent short-term item's position (static token first)
+            state["user"] = memory[:, self.cfg.short_len]
         for i, blk in enumerate(self.decoder):
             state[f"k{i}"], state[f"v{i}"] = blk.cross.project_kv(memory)
         return state

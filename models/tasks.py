@@ -72,4 +72,5 @@ class OneRecTask:
             ex = dataclasses.replace(ex, rows=ex.rows[:limit], ends=ex.ends[:limit], targets=ex.targets[:limit],
                                      users=ex.users[:limit])  # fmt: skip
         return evaluate.evaluate_onerec(model, ex, self.codes, self.trie, beam_size or self.tc.beam_size,
-                                        self.tc.eval_batch_size, self.tc.device, greedy=split == "test")  # fmt: skip
+                                        self.tc.eval_batch_size, self.tc.device, greedy=split == "test",
+                                        item_weight=self.tc.item_weight)  # fmt: skip
