@@ -96,7 +96,8 @@ class Recommender:
     """One loaded generator and its item space; thread-safe ``recommend``."""
 
     def __init__(self, model, space, features: FeatureReader, popular: Sequence[str], version: str | None = None,
-                 beam_size: int = 20) -> None:  # fmt: skip
+                 beam_size: int = 20, item_weight: float = 0.0) -> None:  # fmt: skip
+        """``item_weight``: rerank the beam with the model's item head (``beam.rerank``), as evaluated."""
         from models.beam import SemanticIdTrie
 
         self.model, self.space, self.features = model.eval(), space, features
@@ -104,18 +105,21 @@ class Recommender:
         self.trie = SemanticIdTrie.from_item_codes(space.codes, self.cfg.level_sizes)
         self.index = space.index
         self.popular = list(popular)
-        self.version, self.beam_size = version, beam_size
+        self.version, self.beam_size, self.item_weight = version, beam_size, item_weight
         self._lock = threading.Lock()  # one forward at a time: torch already uses every core
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path, features: FeatureReader, popular: Sequence[str] = (),
                         version: str | None = None, beam_size: int = 20) -> Recommender:  # fmt: skip
         """Load ``directory`` (config.json + model.safetensors + items/), no pickle anywhere."""
+        from models.checkpoint import read_manifest
         from models.continual import ItemSpace, load_generator
 
         directory = Path(directory)
         space = ItemSpace.load(directory / "items")
-        return cls(load_generator(directory), space, features, popular, version or directory.name, beam_size)
+        trained = read_manifest(directory).get("train_config") or {"fields": {}}
+        weight = trained["fields"].get("item_weight", 0.0)  # rank as the checkpoint was evaluated
+        return cls(load_generator(directory), space, features, popular, version or directory.name, beam_size, weight)
 
     def context(self, user_id: str, feats: Mapping[str, Any], now: float):
         """(the model's batch of one, known items per pathway) from the online features; None when the
@@ -163,7 +167,8 @@ class Recommender:
                 answer = self._popular(user_id, k, "none of the user's items is known to the model")
             else:
                 with self._lock:
-                    found = beam_search(self.model, built[0], self.trie, max(self.beam_size, k), top_k=k)
+                    found = beam_search(self.model, built[0], self.trie, max(self.beam_size, k), top_k=k,
+                                        item_weight=self.item_weight)  # fmt: skip
                 answer = self._model_answer(user_id, found, built[1])
         return Answer(**{**answer.__dict__, "latency_ms": round((time.perf_counter() - t0) * 1000, 3)})
 

@@ -117,3 +117,27 @@ def test_cli_prints_the_answer(saved, features, monkeypatch, capsys):
     assert recommend.main(["--user", "42", "-k", "3", "--checkpoint", str(saved), "--config", "tiny"]) == 0
     out = capsys.readouterr().out
     assert "model best" in out and out.count("Title") == 3
+
+
+def test_a_checkpoint_scored_with_its_item_head_is_served_reranked(tmp_path, features):
+    """The serving path ranks as the checkpoint was evaluated: ``train_config.item_weight``."""
+    cfg = dataclasses.replace(tiny().onerec, n_items=N_ITEMS, dedup_codes=3, item_loss_weight=1.0)
+    rng = np.random.default_rng(0)
+    every = np.array(list(itertools.product(range(8), range(8), range(3))))
+    codes = np.concatenate([np.zeros((1, 3), dtype=np.int64), every[rng.choice(len(every), N_ITEMS, replace=False)]])
+    torch.manual_seed(0)
+    directory = tmp_path / "best"
+    checkpoint.save(directory, build(cfg, codes), model_config=cfg, rng=False,
+                    train_config=dataclasses.replace(tiny().train, item_weight=1.0))  # fmt: skip
+    ItemSpace(["", *[f"i{n}" for n in range(1, N_ITEMS + 1)]], codes, 8, "cb-test").save(directory / "items")
+    served = Recommender.from_checkpoint(directory, features, beam_size=N_ITEMS)
+    assert served.item_weight == 1.0
+    plain = Recommender(served.model, served.space, features, [], beam_size=N_ITEMS)
+    before = plain.recommend("42", k=5).items[0].item_id
+    batch, _ = served.context("42", features.user("42"), time.time())
+    favourite = 25 if before != "i25" else 24
+    with torch.no_grad():  # an item head that clearly prefers one item: the rerank must put it first
+        user = served.model.encode_context(batch)["user"][0]
+        served.model.context.items.ids.weight[favourite] += 100 * user / user.norm() ** 2
+    assert served.recommend("42", k=5).items[0].item_id == f"i{favourite}"
+    assert plain.recommend("42", k=5).items[0].item_id == before  # the beam alone does not see the head
