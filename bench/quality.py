@@ -237,7 +237,8 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
             test = task.evaluate(model, "test", beam_size=plan.onerec_train.test_beam_size or None)
         stage("test_onerec", t0)
     metrics["onerec"] = _row(test, result["wall_s"], valid=result["valid"], sid_source=source,
-                             params=result["params"], beam_size=plan.onerec_train.test_beam_size)  # fmt: skip
+                             params=result["params"], beam_size=plan.onerec_train.test_beam_size,
+                             item_weight=test.get("item_weight", 0.0))  # fmt: skip
     if "generative" in test:  # the same beams in their own order: what the item head's rerank adds
         metrics["onerec_beam_order"] = {**test["generative"], "item_weight": 0.0, "sid_source": source}
     metrics["onerec_candidates"] = candidates

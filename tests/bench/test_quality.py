@@ -43,6 +43,9 @@ def test_quick_beauty_format_writes_all_three_models(tmp_path):
         assert written[model]["wall_s"] >= 0
     assert written["onerec"]["legal_rate"] == 1.0 and written["onerec"]["sid_source"] in ("sasrec", "ppmi")
     assert set(written["onerec_candidates"]) == {"sasrec", "ppmi"}
+    # the item-head rerank is reported beside the generator's own beam order, both on test
+    assert written["onerec"]["item_weight"] == 1.0
+    assert all(0.0 <= written["onerec_beam_order"][k] <= 1.0 for k in KEYS)
     assert written["published"]["tiger"]["recall@10"] == 0.0648  # "beauty" in the name
     assert written["data"]["users"] == 80 and metrics["wall_s"] == written["wall_s"]
     assert "<table>" in (path.parent / "report.html").read_text()
