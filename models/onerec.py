@@ -11,6 +11,13 @@
   the target's tokens; a session (OneRec, arXiv 2502.18965, "session-wise generation") is the
   concatenation of its items' ID tuples.
 
+Optional item head (``cfg.item_loss_weight`` > 0, encoder-decoder only): the encoder output at
+the most recent short-term position scores every item against the context item table (tied), a
+full-softmax next-item loss added to the code loss. Neither OneRec report has it; it is LIGER's
+(Yang et al. 2024) generative + dense training on one encoder. On Beauty the code loss alone left
+the encoder weak (see ``bench/quality_plans.py``); the head gives it a per-item signal, and
+``beam.rerank`` can score the beam's candidates with it.
+
 ``SemanticIdGenerator`` holds what both architectures share (this file's ``OneRec`` and
 ``lazy_decoder.LazyDecoder``): ``forward(batch) -> (loss, logits)``, ``encode_context(batch)``
 (a dict of tensors, batch-first, computed once per user) and ``decode_step(state, prefix)``.
