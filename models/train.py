@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,15 @@ def lr_at(step: int, tc: TrainConfig, total: int) -> float:
     return tc.lr * (tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def progress_bar(total: int, step: int, rank: int) -> tqdm:
+    """Rank 0's bar. ``TQDM_DISABLE=1`` turns it off (tqdm ignores its environment when ``disable``
+    is passed, as here); into a log file rather than a terminal it redraws every 30 s, not 10
+    times a second (a benchmark's log was megabytes of bar frames)."""
+    off = rank != 0 or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true")
+    tty = sys.stderr.isatty()
+    return tqdm(total=total, initial=step, disable=off, dynamic_ncols=tty, mininterval=0.1 if tty else 30.0)
+
+
 def train(model: nn.Module, task: Any, tc: TrainConfig, model_config: Any, versions: dict[str, Any],
           rank: int = 0, world: int = 1, stop_after: int | None = None, eval_limit: int | None = None,
           score_test: bool = True) -> dict:  # fmt: skip
@@ -87,7 +97,7 @@ def train(model: nn.Module, task: Any, tc: TrainConfig, model_config: Any, versi
         else contextlib.nullcontext()  # fmt: skip
     peak = flops.device_peak_flops(device, tc.dtype)
     log_file = out / "train_log.jsonl"
-    bar = tqdm(total=total, initial=step, disable=rank != 0, dynamic_ncols=True)
+    bar = progress_bar(total, step, rank)
     window = {"loss": 0.0, "n": 0, "tokens": 0, "flops": 0.0, "t0": time.perf_counter()}
     start_wall, last_log = time.perf_counter(), {}
     model.train()

@@ -210,3 +210,13 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(sequence_file, tmp_path
     metrics = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     assert metrics["valid"]["step"] in (8, 16) and "recall@10" in metrics["test"]
     assert metrics["versions"]["data"].startswith("seq.txt@sha256:")
+
+
+def test_progress_bar_honours_tqdm_disable_and_other_ranks(monkeypatch):
+    from models.train import progress_bar
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert not progress_bar(10, 0, rank=0).disable
+    assert progress_bar(10, 0, rank=1).disable
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert progress_bar(10, 0, rank=0).disable
