@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,39 @@ def table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _html(metrics: dict[str, Any]) -> str:
+def validation_curves(runs: Path) -> dict[str, list[tuple[int, float]]]:
+    """``{run: [(step, valid Recall@10), ...]}`` from each ``<runs>/<run>/train_log.jsonl``."""
+    curves = {}
+    for log in sorted(Path(runs).glob("*/train_log.jsonl")):
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        points = [(r["step"], r["valid"]["recall@10"]) for r in rows if "recall@10" in r.get("valid", {})]
+        if points:
+            curves[log.parent.name] = points
+    return curves
+
+
+def curves_png(curves: dict[str, list[tuple[int, float]]]) -> str | None:
+    """Base64 PNG of the validation curves (where each model peaked, whether it was still rising)."""
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    for name, points in curves.items():
+        ax.plot(*zip(*points, strict=True), marker="o", ms=3, label=name)
+    ax.set(xlabel="optimizer step", ylabel="valid Recall@10", title="Validation during training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _html(metrics: dict[str, Any], curves_b64: str | None = None) -> str:
     def cells(row: dict[str, Any], extra: tuple[str, ...]) -> str:
         def fmt(key: str, v: Any) -> str:
             if v is None:
@@ -67,6 +101,7 @@ tr.pub{{color:#666}}</style>
 <p>{html.escape(metrics.get("protocol", ""))}. Profile <b>{metrics["profile"]}</b> on {html.escape(metrics["device"])},
 total wall time {metrics.get("wall_s", "(unfinished)")} s. Data: {metrics.get("data")}.</p>
 <h2>Test split</h2><table><tr>{head}</tr>{body}</table>
+{f'<h2>Validation curves</h2><img alt="validation curves" src="data:image/png;base64,{curves_b64}">' if curves_b64 else ""}
 <h2>OneRec candidates (semantic-ID source; chosen on valid Recall@10)</h2>
 <table><tr><th>source</th><th>valid R@10</th><th>valid N@10</th><th>codes</th><th>wall s</th></tr>{cand}</table>
 <h2>Stages (seconds)</h2><table>{stages}</table>
@@ -80,5 +115,5 @@ def write(out: str | Path, metrics: dict[str, Any]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "metrics.json"
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n")
-    (out / "report.html").write_text(_html(metrics))
+    (out / "report.html").write_text(_html(metrics, curves_png(validation_curves(out / "runs"))))
     return path

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bench import quality, train
+from bench.quality_report import validation_curves
 
 MODELS = ("onerec", "sasrec", "sasrec_bce")
 KEYS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
@@ -48,7 +49,9 @@ def test_quick_beauty_format_writes_all_three_models(tmp_path):
     assert all(0.0 <= written["onerec_beam_order"][k] <= 1.0 for k in KEYS)
     assert written["published"]["tiger"]["recall@10"] == 0.0648  # "beauty" in the name
     assert written["data"]["users"] == 80 and metrics["wall_s"] == written["wall_s"]
-    assert "<table>" in (path.parent / "report.html").read_text()
+    page = (path.parent / "report.html").read_text()
+    assert "<table>" in page and 'alt="validation curves" src="data:image/png;base64,' in page
+    assert {"sasrec_ce", "sasrec_bce", "onerec_sasrec", "onerec_ppmi"} <= set(validation_curves(path.parent / "runs"))
 
 
 def test_quick_text_and_behaviour_ids_side_by_side(tmp_path):
