@@ -15,13 +15,7 @@ from models.config import tiny
 from models.data import synthetic_batch
 from models.onerec import build
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sparse_catalogue(n_items: int, sizes=(8, 8, 3), seed: int = 0) -> np.ndarray:

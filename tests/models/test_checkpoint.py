@@ -21,12 +21,7 @@ from models.sasrec import SASRec
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained_onerec():

@@ -25,13 +25,7 @@ from models.evaluate import (
 from models.onerec import build
 from models.sasrec import SASRec
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_ranks_1_3_11():

@@ -13,13 +13,7 @@ from models.config import SASRecConfig
 from models.data import Ragged, leave_one_out
 from models.sasrec import SASRec
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blobs(n: int = 240, d: int = 8, seed: int = 0) -> np.ndarray:

@@ -18,13 +18,7 @@ from models.evaluate import evaluate_onerec
 from models.onerec import build
 from tests.models.test_onerec import item_codes, memorisation_batch
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(weight: float = 1.0):

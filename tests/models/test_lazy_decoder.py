@@ -16,13 +16,7 @@ from models.data import synthetic_batch
 from models.lazy_decoder import ContextProcessor, LazyDecoder
 from models.moe import MoE
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(**changes):

@@ -12,14 +12,7 @@ from models.data import synthetic_batch
 from models.moe import MoE, SwiGLU, moe_layers, update_moe_biases
 from models.onerec import build
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The box is shared: two threads on two busy cores run tiny matmuls ~20x slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-5, atol: float = 1e-6) -> None:

@@ -17,12 +17,7 @@ from models.onerec import ContextEmbedder, OneRec, build
 ARCHS = ["encoder_decoder", "lazy_decoder"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared 2-core box: one thread is much faster for tiny matmuls
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-5, atol: float = 1e-6) -> None:

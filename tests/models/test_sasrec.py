@@ -12,13 +12,7 @@ from models.config import tiny
 from models.data import Ragged, sasrec_batch, sasrec_windows
 from models.sasrec import SASRec
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(**changes) -> SASRec:
