@@ -18,6 +18,19 @@ from models.beam import SemanticIdTrie
 from models.config import OneRecConfig, SASRecConfig, TrainConfig
 
 
+def eval_users(n_users: int, limit: int | None, seed: int = 0) -> np.ndarray:
+    """The users an evaluation scores: all, or a seeded random ``limit`` of them (sorted).
+
+    Not the first ``limit``: files list users in an order that is not random (on Amazon Beauty
+    the first 2,000 users' valid Recall@10 was 0.039 for a model scoring 0.087 on 6,000 random
+    ones), and a biased subset picks checkpoints on the wrong users. Fixed per run: every
+    validation scores the same users.
+    """
+    if not limit or limit >= n_users:
+        return np.arange(n_users)
+    return np.sort(np.random.default_rng(seed).permutation(n_users)[:limit])
+
+
 class SASRecTask:
     """Batches, FLOPs and evaluation for SASRec."""
 
@@ -41,8 +54,9 @@ class SASRecTask:
         """Full-ranking metrics on ``split`` (``beam_size`` is accepted and unused: no beam here)."""
         ctx, target = getattr(self.loo, split), getattr(self.loo, f"{split}_target")
         if limit:
-            ctx = data.Ragged(ctx.values[: ctx.offsets[limit]], ctx.offsets[: limit + 1], None)
-            target = target[:limit]
+            users = eval_users(len(target), limit, self.tc.seed)
+            ctx = data.Ragged.from_lists([ctx[u] for u in users])
+            target = target[users]
         return evaluate.evaluate_sasrec(model, ctx, target, self.tc.eval_batch_size, self.tc.device)
 
 
@@ -66,11 +80,14 @@ class OneRecTask:
 
     def evaluate(self, model: nn.Module, split: str, limit: int | None = None,
                  beam_size: int | None = None) -> dict[str, Any]:  # fmt: skip
-        """Metrics on ``split``, first ``limit`` users; ``beam_size`` overrides the config's."""
+        """Metrics on ``split`` (``limit``: a fixed random subset of users, ``eval_users``);
+        ``beam_size`` overrides the config's."""
         ex = data.eval_examples(self.loo, split, self.cfg)
         if limit:
-            ex = dataclasses.replace(ex, rows=ex.rows[:limit], ends=ex.ends[:limit], targets=ex.targets[:limit],
-                                     users=ex.users[:limit])  # fmt: skip
+            pick = eval_users(len(ex), limit, self.tc.seed)
+            ex = dataclasses.replace(ex, rows=ex.rows[pick], ends=ex.ends[pick], targets=ex.targets[pick],
+                                     users=ex.users[pick],
+                                     target_ts=None if ex.target_ts is None else ex.target_ts[pick])  # fmt: skip
         return evaluate.evaluate_onerec(model, ex, self.codes, self.trie, beam_size or self.tc.beam_size,
                                         self.tc.eval_batch_size, self.tc.device, greedy=split == "test",
                                         item_weight=self.tc.item_weight)  # fmt: skip

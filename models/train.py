@@ -263,7 +263,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--loss", choices=["ce", "bce"], help="SASRec loss (default: the preset's)")
     p.add_argument("--codes", help=".npy semantic IDs (n_items + 1, L + 1); default: derived from behaviour")
     p.add_argument("--out", help="output dir (default: the preset's out_dir)")
-    p.add_argument("--eval-users", type=int, help="validate on the first N users only (test always uses all)")
+    p.add_argument("--eval-users", type=int, help="validate on a fixed random N users (test always uses all)")
     p.add_argument("--stop-after", type=int, help="stop after this step without finishing (simulates a kill)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     for name, kind in (

@@ -84,3 +84,40 @@ def test_evaluate_onerec_reports_legal_rates_and_rejects_small_beams():
     assert out["coverage@10"] >= 10 / 20  # each user gets 10 distinct items of the 20
     with pytest.raises(ValueError):
         evaluate_onerec(model, ex, codes, trie, beam_size=5)
+
+
+def test_eval_users_is_a_fixed_random_subset_not_the_first_users():
+    from models.tasks import eval_users
+
+    pick = eval_users(1000, 100, seed=0)
+    assert len(pick) == 100 and len(set(pick.tolist())) == 100 and (np.diff(pick) > 0).all()
+    assert pick.max() > 500  # drawn from the whole file, not its head
+    assert np.array_equal(pick, eval_users(1000, 100, seed=0))  # every validation scores the same users
+    assert np.array_equal(eval_users(50, 100), np.arange(50)) and np.array_equal(eval_users(50, None), np.arange(50))
+
+
+def test_both_tasks_validate_on_the_same_random_users_as_a_full_pass_scores_them():
+    """``evaluate(limit=k)`` == scoring those ``k`` users alone (contexts, targets, times kept aligned)."""
+    from models.data import leave_one_out
+    from models.tasks import OneRecTask, SASRecTask, eval_users
+
+    rng = np.random.default_rng(3)
+    seqs = {f"u{u}": list(rng.integers(1, 21, int(rng.integers(4, 9)))) for u in range(30)}
+    loo = leave_one_out(seqs, n_items=20)
+    tc = dataclasses.replace(tiny().train, beam_size=10, eval_batch_size=7)
+    pick = eval_users(len(loo.users), 6, tc.seed)
+    torch.manual_seed(0)
+    sasrec = SASRec(dataclasses.replace(tiny().sasrec, n_items=20))
+    part = SASRecTask(loo, sasrec.cfg, tc).evaluate(sasrec, "valid", limit=6)
+    alone = evaluate_sasrec(sasrec, Ragged.from_lists([loo.valid[u] for u in pick]), loo.valid_target[pick])
+    assert part["n_users"] == 6 and part["recall@10"] == pytest.approx(alone["recall@10"])
+    cfg = dataclasses.replace(tiny().onerec, n_items=20)
+    codes = np.zeros((21, 2), dtype=np.int64)
+    codes[1:] = np.stack([np.arange(20) // 8, np.arange(20) % 8], 1)
+    task = OneRecTask(loo, cfg, tc, codes)
+    model = build(cfg, codes)
+    full = Examples(loo.valid, pick, loo.valid.lengths[pick], loo.valid_target[pick][:, None], np.zeros(6, np.int64))
+    expected = evaluate_onerec(model, full, codes, task.trie, beam_size=10, greedy=False)
+    got = task.evaluate(model, "valid", limit=6)
+    assert got["n_users"] == 6 and got["ndcg@10"] == pytest.approx(expected["ndcg@10"])
+    assert 0 < part["recall@10"] < 1 and 0 < got["recall@10"] < 1  # not a trivially equal 0 or 1
