@@ -81,7 +81,8 @@ def gpu() -> Plan:
     """One GPU, bf16, ~4.5 minutes end to end on an H200 (the 15-minute GPU aim, with margin).
 
     Measured 2026-11-26 on one H200 (``bash bench/gpu_session.sh``, 258 s for the whole
-    benchmark): test Recall@10 / NDCG@10 OneRec 0.0592 / 0.0322 (SASRec IDs, chosen on valid
+    benchmark), *before* the item head and with validation on the first 5,000 users (both
+    changed since; not yet re-measured on a GPU): test Recall@10 / NDCG@10 OneRec 0.0592 / 0.0322 (SASRec IDs, chosen on valid
     over PPMI IDs: valid R@10 0.0386 vs 0.0360), SASRec-CE 0.0861 / 0.0418, SASRec-BCE
     0.0483 / 0.0206. Steps are sized so the cosine schedule ends inside the time box (SASRec
     ~120 steps/s, the generator ~17 steps/s at batch 1024); ``time_limit_s`` is a safety net.
@@ -123,7 +124,15 @@ def cpu() -> Plan:
 
     The slim ``_cpu_onerec`` shape, one ID source (SASRec's items), 2,000 validation users and a
     test beam of 20: on 2 cores a beam over 22k users costs minutes per validation otherwise.
-    Measured 2026-11-26 on Amazon Scientific, one thread of a busy 2-core box (load ~9),
+
+    Measured 2026-11-26 on Amazon Beauty, 2 idle cores, ``make bench-quality`` (51.8 min in
+    all; validation then on the first 2,000 users): test Recall@5 / NDCG@5 / Recall@10 /
+    NDCG@10 OneRec 0.0483 / 0.0324 / 0.0690 / 0.0391 (item-head rerank; beam order alone
+    0.0413 / 0.0269 / 0.0642 / 0.0342), SASRec-CE 0.0526 / 0.0316 / 0.0810 / 0.0408,
+    SASRec-BCE 0.0147 / 0.0084 / 0.0257 / 0.0119. OneRec stopped on its time box at step 3,141
+    with valid still rising.
+
+    Measured earlier (before the item head) on Amazon Scientific, one thread of a busy 2-core box (load ~9),
     ``--ids both --threads 1 --time-scale 0.33``, 29.6 min: test Recall@10 / NDCG@10 OneRec with
     SASRec IDs 0.0575 / 0.0354, with text IDs (TF-IDF SVD) 0.0487 / 0.0251, SASRec-CE
     0.0760 / 0.0443, SASRec-BCE 0.0557 / 0.0293 (time-boxed: ~7 epochs for the generators).
