@@ -50,6 +50,7 @@ class ValidationReport:
     row_count: int
     failures: list[Failure] = field(default_factory=list)
     data_docs_path: str | None = None
+    engine: str = "spark"  # GX execution engine the suite ran on (``pandas`` for small partitions)
 
     @property
     def critical(self) -> list[Failure]:

@@ -63,10 +63,15 @@ def validate(spark: SparkSession, cfg: Settings, table: str, ds: date | None = N
     # release the cache afterwards (the GX data source is created with persist=False).
     frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        result = _run_checkpoint(cfg, table, ds, frame, facts=facts)
-        failures = failures_from(result)
+        row_count = frame.count()
+        engine = _engine(cfg, row_count)
+        # Small partitions: one Arrow transfer, then GX's pandas engine (no Spark job per
+        # expectation); the column types, which pandas cannot see, are checked on the Spark schema.
+        data = frame.toPandas() if engine == "pandas" else frame
+        result = _run_checkpoint(cfg, table, ds, data, engine=engine, facts=facts)
+        wrong_types = _schema_failures(frame, table) if engine == "pandas" else []
+        failures = failures_from(result) + wrong_types
         _add_failing_rows(frame, failures, list(cfg.table(table).keys))
-        row_count = _row_count(result, frame)
     finally:
         frame.unpersist()
 
@@ -75,8 +80,9 @@ def validate(spark: SparkSession, cfg: Settings, table: str, ds: date | None = N
         table=table,
         suite=name,
         ds=ds,
-        success=bool(result.success),
+        success=bool(result.success) and not wrong_types,
         row_count=row_count,
+        engine=engine,
         failures=failures,
         data_docs_path=str(index) if index.exists() else None,
     )
@@ -155,16 +161,6 @@ def _read(spark: SparkSession, cfg: Settings, table: str, ds: date | None) -> Da
     if ds is not None and column is not None:
         df = df.where(F.col(column) == F.lit(ds))  # a partition filter: Delta prunes the other days
     return df
-
-
-def _row_count(result: Any, frame: DataFrame) -> int:
-    """The row count GX already computed for the row-count expectation (else count the frame)."""
-    for r in result.results:
-        if r.expectation_config.type == "expect_table_row_count_to_be_between":
-            observed = (r.result or {}).get("observed_value")
-            if observed is not None:
-                return int(observed)
-    return frame.count()
 
 
 def _add_failing_rows(frame: DataFrame, failures: list[Failure], keys: list[str]) -> None:

@@ -250,8 +250,10 @@ def test_spark_engine_finds_the_same_failures_as_pandas(spark, events_cfg, valid
     on_spark = events_cfg.model_copy(
         update={"validation": events_cfg.validation.model_copy(update={"engine": "spark"})}
     )
-    good = validate(spark, on_spark, "events", GOOD)
-    warned = validate(spark, on_spark, "events", NEGATIVE_PLAY)
-    assert good.success and good.row_count == 5
-    assert [(f["column"], f["severity"]) for f in warned.failures] == [("play_seconds", "warning")]
-    assert sorted(warned.failures[0]["observed"]["partial_unexpected_list"]) == [-5.0, -1.0]
+    for cfg, engine in ((events_cfg, "pandas"), (on_spark, "spark")):  # auto: tiny partitions go to pandas
+        good = validate(spark, cfg, "events", GOOD)
+        warned = validate(spark, cfg, "events", NEGATIVE_PLAY)
+        assert good.engine == warned.engine == engine
+        assert good.success and good.row_count == 5
+        assert [(f["column"], f["severity"]) for f in warned.failures] == [("play_seconds", "warning")]
+        assert sorted(warned.failures[0]["observed"]["partial_unexpected_list"]) == [-5.0, -1.0]
