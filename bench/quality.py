@@ -1,6 +1,6 @@
 """Offline quality against TIGER's table: OneRec vs SASRec-CE vs SASRec-BCE, leave-one-out.
 
-    python -m bench.quality --data ../shared/data/amazon-beauty --format amazon_seq [--profile cpu|gpu|quick]
+    python -m bench.quality --data ../shared/data/amazon-beauty --format amazon_seq [--profile cpu|cpu_long|gpu|gpu_long|quick]
     make bench-quality DATA=../shared/data/amazon-beauty FORMAT=amazon_seq [QUALITY_ARGS="--device cuda"]
     python -m bench.quality --data ../shared/data/amazon-scientific --format amazon_json --ids both
 
