@@ -292,12 +292,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default="var/reports/quality")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--time-scale", type=float, default=1.0, help="multiply every model's time box (busy machines)")
+    p.add_argument("--item-head", type=float, metavar="W",
+                   help="item-head loss and rerank weight (default: the profile's, 1; 0 = the generator alone)")  # fmt: skip
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if torch.device(args.device).type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     profile = "quick" if args.quick else args.profile or ("gpu" if args.device.startswith("cuda") else "cpu")
     plan = scale_time(PLANS[profile](), args.time_scale)
+    if args.item_head is not None:  # the A/B of the item head: same plan, head weight W
+        plan = dataclasses.replace(plan, onerec=dataclasses.replace(plan.onerec, item_loss_weight=args.item_head),
+                                   onerec_train=dataclasses.replace(plan.onerec_train, item_weight=args.item_head))  # fmt: skip
     metrics = run(args.data, args.format, plan, args.device, args.name, args.out, args.ids)
     print(quality_report.table(metrics))
     return metrics

@@ -79,3 +79,12 @@ def test_train_bench_quick(tmp_path):
     assert row["tokens_per_s"] > 0 and row["peak_memory_gib"] > 0 and row["mfu"] is None  # no MFU on CPU
     assert set(report["latency"]["default"]) >= {"beam2", "beam5"}
     assert report["latency"]["default"]["beam5"]["p99_ms"] >= report["latency"]["default"]["beam5"]["p50_ms"]
+
+
+def test_quick_without_the_item_head_reports_the_generator_alone(tmp_path):
+    seq_file = tmp_path / "data" / "Tiny.txt"
+    seq_file.parent.mkdir()
+    seq_file.write_text("".join(f"{u} {' '.join(str(i + 1) for i in s)}\n" for u, s in sequences().items()))
+    metrics = quality.main(["--data", str(seq_file.parent), "--quick", "--threads", "1", "--item-head", "0",
+                            "--out", str(tmp_path / "out")])  # fmt: skip
+    assert metrics["onerec"]["item_weight"] == 0.0 and "onerec_beam_order" not in metrics
