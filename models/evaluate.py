@@ -93,7 +93,7 @@ def evaluate_onerec(model: SemanticIdGenerator, examples: Examples, item_codes: 
     reranked = False
     for s in range(0, len(examples), batch_size):
         idx = np.arange(s, min(s + batch_size, len(examples)))
-        batch = {k: v.to(device) for k, v in onerec_batch(examples, idx, model.cfg, item_codes).items()}
+        batch = {name: t.to(device) for name, t in onerec_batch(examples, idx, model.cfg, item_codes).items()}
         beams = beam_search(model, batch, trie, beam_size)  # every beam: reranking may promote any
         target = batch["target_items"][:, 0]
         result = rerank(beams, item_weight)
