@@ -53,10 +53,10 @@ bench-alignment: venv  ## reward AUC per task, metrics before/after ECPO and DPO
 	$(PY) -m bench.alignment
 
 bench-quality: venv  ## OneRec vs SASRec-CE/BCE, leave-one-out (DATA=dir FORMAT=amazon_seq|amazon_json [QUALITY_ARGS=--device cuda])
-	$(PY) -m bench.quality --data $(or $(DATA),../shared/data/amazon-beauty) --format $(or $(FORMAT),amazon_seq) $(QUALITY_ARGS)
+	$(PY) -m bench.quality --data $(or $(DATA),$(error bench-quality needs DATA=<dataset folder>)) --format $(or $(FORMAT),amazon_seq) $(QUALITY_ARGS)
 
 serve: venv  ## HTTP endpoint for the champion on 127.0.0.1:8000 (GET /recommend/<user>?k=10)
-	$(PY) -m models.serve --config $(CONFIG)
+	$(PY) -m serving.serve --config $(CONFIG)
 
 bench-serve: venv  ## serving p50/p99 latency and requests/s on loopback (SERVE_ARGS=--synthetic without a champion)
 	$(PY) -m bench.serve --config $(CONFIG) $(SERVE_ARGS)

@@ -55,8 +55,6 @@ from conf.settings import REPO_ROOT, PositiveRule, Settings, TableSpec, load_set
 from jobs.schemas import FLAG_BITS, HISTORY_EVENT
 
 DEFAULT_SIZES = (1_000_000, 10_000_000)
-# The development copy beside the clone (../shared); absent elsewhere, and then skipped.
-DEFAULT_ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 DEFAULT_OUT = REPO_ROOT / "var" / "reports" / "bench"
 START = date(2026, 10, 1)
 MIB = 2**20
@@ -888,7 +886,6 @@ def _sizes(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; every default is spelled out in ``--help``."""
-    ml_default = DEFAULT_ML100K if DEFAULT_ML100K.exists() else None
     parser = argparse.ArgumentParser(
         prog="python -m bench.sequences",
         description=__doc__.split("\n\n")[0],
@@ -903,8 +900,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--items", type=int, help="distinct items (default: N/100 at each size)")
     add("--seed", type=int, default=0, help="seed of the synthetic events (default: 0)")
     add("--threads", type=int, default=os.cpu_count() or 1, help=f"DuckDB threads (default: cores, {os.cpu_count()})")
-    add("--ml100k", type=Path, default=ml_default, metavar="PATH",
-        help=f"MovieLens-100K RecBole folder to replay day by day (default: {ml_default or 'none found, skipped'})")  # fmt: skip
+    add("--ml100k", type=Path, metavar="PATH",
+        help="MovieLens-100K RecBole folder (its ml-100k.inter) to replay day by day (default: none, skipped)")  # fmt: skip
     add("--no-ml100k", action="store_true", help="skip the MovieLens-100K replay")
     add("--ml100k-days", type=int, metavar="K", help="replay only the first K days (default: all 213)")
     add(
@@ -965,7 +962,7 @@ def run_bench(args: argparse.Namespace, root: Path, spark) -> dict:
         print_size(res)
         report["sizes"].append(res)
     if args.no_ml100k or args.ml100k is None:
-        report["ml100k"] = {"skipped": "disabled" if args.no_ml100k else f"{DEFAULT_ML100K} not found"}
+        report["ml100k"] = {"skipped": "disabled" if args.no_ml100k else "no --ml100k PATH given"}
     elif not any(Path(args.ml100k).glob("*.inter")):
         report["ml100k"] = {"skipped": f"no *.inter file under {args.ml100k}"}
     else:

@@ -4,7 +4,7 @@
     python -m bench.serve --checkpoint DIR --config tiny
     python -m bench.serve --synthetic                      # no pipeline state: a random tiny model, in-memory features
 
-The app of ``models.serve`` runs in uvicorn on 127.0.0.1 (a free port) in this process; ``--concurrency``
+The app of ``serving.serve`` runs in uvicorn on 127.0.0.1 (a free port) in this process; ``--concurrency``
 clients (threads with their own HTTP connection) send ``--requests`` GETs between them, users drawn
 from ``--users`` (ids) round-robin, a ``--cold-share`` of them unknown. Warm-up requests are not timed.
 Prints and writes JSON (``--out``): p50/p90/p99/max latency in ms, requests/s, errors.
@@ -41,7 +41,7 @@ def synthetic(n_items: int = 400, n_users: int = 200, seed: int = 0):
     from models.config import tiny
     from models.continual import ItemSpace
     from models.onerec import build
-    from models.recommend import Recommender
+    from serving.recommend import Recommender
 
     rng = np.random.default_rng(seed)
     k = 32
@@ -134,7 +134,7 @@ def serve_in_thread(app) -> tuple[str, object]:
 
 def main(argv: list[str] | None = None) -> dict:
     from jobs.cli import base_parser, settings_from_args, setup_logging
-    from models.serve import create_app
+    from serving.serve import create_app
 
     parser = base_parser(__doc__)
     parser.add_argument("--synthetic", action="store_true", help="random tiny model + in-memory features")
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
         out = Path(args.out or "var/reports/bench/serve.json")
         source = "synthetic"
     else:
-        from models.recommend import load
+        from serving.recommend import load
 
         cfg = settings_from_args(args)
         recommender = load(cfg, args.checkpoint)

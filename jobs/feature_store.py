@@ -32,7 +32,7 @@ import yaml
 from conf import Settings
 from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
-from jobs.feature_store_check import OnlineMismatch, check_online
+from jobs.feature_store_check import OnlineMismatch, check_against_lake
 from jobs.schemas import BY_TABLE
 
 if TYPE_CHECKING:
@@ -304,6 +304,11 @@ def materialize_day(cfg: Settings, ds: date) -> dict:
     report = materialize(cfg, ds)
     report["check"] = check_online(cfg, ds)
     return report
+
+
+def check_online(cfg: Settings, ds: date, sample: int = 50) -> dict:
+    """Online == lake for the entities materialised for ``ds`` (``feature_store_check.check_against_lake``)."""
+    return check_against_lake(_session(cfg), get_store(cfg), ds, sample)
 
 
 def _entities_in_window(spark: SparkSession, src, key: str, start: datetime, end: datetime) -> int:

@@ -1,7 +1,8 @@
 """Online == lake: after materialising a day, the online store must hold exactly the lake's rows.
 
-Used by ``jobs.feature_store.materialize_day`` (the DAG's ``feast_materialize``) and
-``python -m jobs.feature_store check --ds <day>``. Every online feature view is checked,
+Used by ``jobs.feature_store.check_online`` (in ``materialize_day``, the DAG's ``feast_materialize``,
+and ``python -m jobs.feature_store check --ds <day>``), which hands in the Spark session (sources
+bound) and the store: this module never imports ``jobs.feature_store``, so the two form no circle. Every online feature view is checked,
 user and item side alike, grouped by the Spark view (lake table) it reads.
 """
 
@@ -10,16 +11,19 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conf import Settings
 from jobs import delta
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
 
 class OnlineMismatch(AssertionError):
-    """Online values differ from the gold table's (raised by :func:`check_online`)."""
+    """Online values differ from the gold table's (raised by :func:`check_against_lake`)."""
 
 
 def _short(value: Any, limit: int = 8) -> str:
@@ -45,7 +49,7 @@ def _sources(store) -> dict[tuple[str, str], list[str]]:
     return dict(out)
 
 
-def check_online(cfg: Settings, ds: date, sample: int = 50) -> dict:
+def check_against_lake(spark: SparkSession, store: FeatureStore, ds: date, sample: int = 50) -> dict:
     """Check that online values equal the lake rows they came from, for entities materialised for ``ds``.
 
     For every source, samples up to ``sample`` entities whose row is stamped midnight after
@@ -55,10 +59,6 @@ def check_online(cfg: Settings, ds: date, sample: int = 50) -> dict:
     timestamp. Raises :class:`OnlineMismatch` naming the entity, feature and both values;
     returns counts per source when all agree.
     """
-    from jobs.feature_store import _session, get_store
-
-    spark = _session(cfg)
-    store = get_store(cfg)
     floor = int(datetime.combine(ds + timedelta(days=1), time(), tzinfo=UTC).timestamp())
     report: dict[str, Any] = {"ds": ds.isoformat(), "checked": {}, "features": {}}
     errors: list[str] = []

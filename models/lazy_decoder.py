@@ -2,7 +2,7 @@
 
 "Lazy Decoder-Only Architecture": there is no encoder. A light *context processor* maps each
 context token straight to keys/values, once per user: the context (here the same four pathways
-as OneRec's encoder input, ``onerec.ContextEmbedder``) is projected to
+as OneRec's encoder input, ``generator.ContextEmbedder``) is projected to
 ``d_context = S_kv * L_kv * G_kv * d_head`` and split into ``S_kv * L_kv`` chunks; chunk
 ``l * S_kv`` RMS-normalised is ``k_l``, chunk ``l * S_kv + 1`` is ``v_l`` when ``S_kv = 2``,
 else ``v_l = k_l``. Decoder layer ``i`` reads KV set ``floor(i * L_kv / N_layer)`` ("KV
@@ -12,7 +12,7 @@ cross-attention therefore has no K/V projections ("lazy cross-attention"), only 
 Block (pre-RMSNorm each): cross-attention to the context, causal self-attention with GQA,
 FFN (MoE in the layers ``cfg.is_moe`` picks, the deeper ones with ``moe_every`` > 1). Input
 ``[BOS, s_1 .. s_{L-1}]`` predicts ``[s_1 .. s_L]``, loss = mean CE over the target tokens; the
-interface is ``onerec.SemanticIdGenerator``'s, so beam search and training treat both alike.
+interface is ``generator.SemanticIdGenerator``'s, so beam search and training treat both alike.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from models.config import OneRecConfig
-from models.onerec import Attention, SemanticIdGenerator, attend, feed_forward
+from models.generator import Attention, SemanticIdGenerator, attend, feed_forward
 
 
 class ContextProcessor(nn.Module):

@@ -1,4 +1,4 @@
-"""models.recommend against the real Feast online store of the ``lake`` fixture (conftest.py).
+"""serving.recommend against the real Feast online store of the ``lake`` fixture (conftest.py).
 
 It lives here to share that session fixture (one apply + materialise for the whole run). A random
 generator over the lake's items stands in for a trained champion: what is tested is the serving
@@ -36,7 +36,7 @@ def checkpoint_dir(tmp_path_factory):
 
 
 def test_known_user_served_from_the_online_store(lake, checkpoint_dir):
-    from models.recommend import load
+    from serving.recommend import load
 
     rec = load(lake.cfg, str(checkpoint_dir))
     answer = rec.recommend("u1", k=3)
@@ -48,7 +48,7 @@ def test_known_user_served_from_the_online_store(lake, checkpoint_dir):
 
 
 def test_unknown_user_gets_popular_items_from_item_stats(lake, checkpoint_dir):
-    from models.recommend import load, popular_items
+    from serving.recommend import load, popular_items
 
     assert popular_items(lake.cfg) == sorted(EXPECTED_STATS, key=lambda i: -EXPECTED_STATS[i][1])
     answer = load(lake.cfg, str(checkpoint_dir)).recommend("nobody", k=5)
@@ -57,7 +57,7 @@ def test_unknown_user_gets_popular_items_from_item_stats(lake, checkpoint_dir):
 
 
 def test_cli(lake, checkpoint_dir, capsys):
-    from models.recommend import main
+    from serving.recommend import main
 
     args = ["--config", "tiny", "--set", f"home={lake.cfg.home}", "--checkpoint", str(checkpoint_dir)]
     assert main([*args, "--user", "u1", "-k", "3"]) == 0
@@ -68,7 +68,7 @@ def test_cli(lake, checkpoint_dir, capsys):
 
 
 def test_no_champion_is_a_clear_error(lake, capsys, tmp_path):
-    from models.recommend import main
+    from serving.recommend import main
 
     assert main(["--config", "tiny", "--set", f"home={tmp_path}", "--user", "u1"]) == 2
     assert "no champion" in capsys.readouterr().err

@@ -49,7 +49,7 @@ REQUIRED_COMPOSE_SERVICES = {
     "spark-master",
     "trainer",
 }
-CODE_DIRS = ("conf", "dags", "jobs", "features", "models", "expectations")
+CODE_DIRS = ("conf", "dags", "jobs", "features", "models", "serving", "expectations")
 # Names whose value is a credential wherever they appear (env keys, config keys).
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|FERNET|PRIVATE_KEY|ACCESS_KEY|API_KEY|REDISCLI_AUTH", re.I)
 COMPOSE_REQUIRED_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}$")

@@ -1,6 +1,6 @@
-"""A small HTTP endpoint over ``models.recommend``: the same answer as the CLI, as JSON.
+"""A small HTTP endpoint over ``serving.recommend``: the same answer as the CLI, as JSON.
 
-    python -m models.serve [--config local] [--checkpoint DIR] [--host 127.0.0.1] [--port 8000]
+    python -m serving.serve [--config local] [--checkpoint DIR] [--host 127.0.0.1] [--port 8000]
 
     GET /recommend/{user_id}?k=10   -> {"user_id", "items": [{"item_id", "title", "score"}], "source",
                                         "cold_start", "reason", "model_version", "context", "latency_ms"}
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from models.recommend import Recommender
+from serving.recommend import Recommender
 
 log = logging.getLogger(__name__)
 MAX_K = 100
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from jobs.cli import base_parser, settings_from_args, setup_logging
-    from models.recommend import load
+    from serving.recommend import load
 
     parser = base_parser(__doc__)
     parser.add_argument("--checkpoint", help="a checkpoint dir instead of the registry's champion")

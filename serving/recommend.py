@@ -1,6 +1,6 @@
 """Recommendations for one user: online features -> champion generator -> constrained beam search -> items.
 
-    python -m models.recommend --user 42 -k 10 [--checkpoint DIR] [--config local] [--json]
+    python -m serving.recommend --user 42 -k 10 [--checkpoint DIR] [--config local] [--json]
 
 The user's context (short-term, positive and lifelong sequences, ``onerec_serve_v1``) is read
 from the Feast online store; the champion checkpoint of the model registry (or ``--checkpoint``)

@@ -1,4 +1,4 @@
-"""models.recommend and models.serve: a saved generator serves real, distinct, titled items; unknown
+"""serving.recommend and serving.serve: a saved generator serves real, distinct, titled items; unknown
 users and users with only unknown items get the labelled cold-start answer (CPU, a few seconds)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from models import checkpoint
 from models.config import tiny
 from models.continual import ItemSpace
 from models.onerec import build
-from models.recommend import Recommender, render
+from serving.recommend import Recommender, render
 
 N_ITEMS = 25
 
@@ -97,7 +97,7 @@ def test_user_with_only_unknown_items_is_cold_start_too(recommender):
 def test_http_endpoint(recommender):
     from fastapi.testclient import TestClient
 
-    from models.serve import create_app
+    from serving.serve import create_app
 
     client = TestClient(create_app(recommender))
     assert client.get("/healthz").json() == {"status": "ok", "model_version": "best", "items": N_ITEMS}
@@ -111,7 +111,7 @@ def test_http_endpoint(recommender):
 
 
 def test_cli_prints_the_answer(saved, features, monkeypatch, capsys):
-    from models import recommend
+    from serving import recommend
 
     monkeypatch.setattr(recommend, "load", lambda cfg, ckpt=None: Recommender.from_checkpoint(ckpt, features))
     assert recommend.main(["--user", "42", "-k", "3", "--checkpoint", str(saved), "--config", "tiny"]) == 0

@@ -1,0 +1,1 @@
+"""Tests of the serving package (recommend CLI, HTTP app)."""
