@@ -37,6 +37,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from models import checkpoint, data, evaluate, flops
+from models import item_codes as sid_tables
 from models.config import OneRecConfig, TrainConfig, preset
 from models.moe import update_moe_biases
 from models.onerec import build
@@ -242,7 +243,7 @@ def item_codes(codes_path: str | None, loo: data.LeaveOneOut, cfg: OneRecConfig,
     column is the dedup level) or derived from the training sequences once and kept in ``out``."""
     path = Path(codes_path) if codes_path else out / "item_codes.npy"
     if not codes_path and rank == 0 and not path.exists():
-        codes, _, _ = data.collaborative_codes(loo.train, loo.n_items, cfg.levels, cfg.codes_per_level, seed=0)
+        codes, _, _ = sid_tables.collaborative_codes(loo.train, loo.n_items, cfg.levels, cfg.codes_per_level, seed=0)
         np.save(path, codes)
     if world > 1:
         dist.barrier()
