@@ -116,7 +116,7 @@ def text_vectors(texts: dict[int, str], n_items: int, dim: int = 64, seed: int =
     return (u * s).numpy()
 
 
-def make_codes(source: str, loo: data.LeaveOneOut, plan: Plan, device: str, sasrec: SASRec | None,
+def make_codes(source: str, loo: data.LeaveOneOut, plan: Plan, sasrec: SASRec | None,
                texts: dict[int, str] | None) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
     """Semantic IDs ``(n_items + 1, L + 1)`` from one vector source, all fit on train only."""
     if source == "sasrec":
@@ -127,7 +127,7 @@ def make_codes(source: str, loo: data.LeaveOneOut, plan: Plan, device: str, sasr
         vectors = text_vectors(texts or {}, loo.n_items)
     else:
         raise ValueError(f"unknown ID source {source!r}")
-    codes, _, _ = item_codes.semantic_ids(vectors, plan.sid_levels, plan.sid_codes, device=device)
+    codes, _, _ = item_codes.semantic_ids(vectors, plan.sid_levels, plan.sid_codes)
     return codes, item_codes.code_stats(codes)
 
 
@@ -213,7 +213,7 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
     best = None
     for source in sources:
         t0 = time.perf_counter()
-        codes, stats = make_codes(source, loo, plan, device, sasrec, texts)
+        codes, stats = make_codes(source, loo, plan, sasrec, texts)
         stage(f"semantic_ids_{source}", t0)
         t0 = time.perf_counter()
         model, task, result = run_onerec(loo, plan, codes, source, runs, device)

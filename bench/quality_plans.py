@@ -4,7 +4,8 @@ Shared choices, and why (TIGER, Rajput et al. 2023, is the protocol and the bar)
 
 * Semantic IDs from *behaviour learned on the training split*: the item table of the SASRec-CE
   baseline (trained on train sequences only; ``sasrec``) or PPMI co-occurrence SVD (``ppmi``),
-  then balanced residual k-means, 3 levels x 256 codes + a dedup level (``models.item_codes``).
+  then balanced residual k-means, 3 levels x 256 codes + a dedup level (``models.rq_kmeans``, the
+  daily stage's tokenizer, through ``models.item_codes``).
   Beauty.txt has no item text; behaviour IDs put items that follow the same histories under
   one prefix, which is what the generator has to tell apart. When several sources are listed,
   each trains a generator and the best on *valid* Recall@10 is kept (test is scored once).

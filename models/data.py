@@ -275,27 +275,3 @@ def synthetic_batch(
         "target_items": targets,
         "target_codes": torch.as_tensor(item_codes, dtype=torch.long)[targets].reshape(batch_size, -1),
     }
-
-
-# --- semantic IDs when the data has no item content ----------------------------------------------
-
-
-def collaborative_codes(train: Ragged, n_items: int, levels: int = 3, codes_per_level: int = 256, dim: int = 64,
-                        window: int = 3, seed: int = 0) -> tuple[np.ndarray, int, int]:  # fmt: skip
-    """Semantic IDs from behaviour alone, for data without item text (Beauty.txt has none).
-
-    PPMI of item co-occurrence within ``window`` positions of the *training* sequences (so valid
-    and test targets do not leak into the IDs) -> rank-``dim`` truncated SVD -> unit vectors ->
-    RQ-KMeans (``models.rq_kmeans``) -> dedup level. Items never co-occurring get a small seeded
-    random vector rather than all sharing the zero vector's codes. Returns ``(codes, K, dedup)``:
-    int64 ``(n_items + 1, levels + 1)`` with row 0 = 0, codes per level, dedup level size.
-    """
-    from models import item_codes, rq_kmeans  # item_codes imports this module: late import
-
-    vec = item_codes.unit_rows(item_codes.ppmi_item_vectors(train, n_items, dim, window, seed), seed)
-    n = n_items + 1
-    book = rq_kmeans.fit(vec, rq_kmeans.RQKMeansConfig(levels=levels, codes_per_level=codes_per_level, seed=seed))
-    codes = rq_kmeans.resolve_collisions(book.train_codes, [f"{i:012d}" for i in range(1, n)])
-    out = np.zeros((n, levels + 1), dtype=np.int64)
-    out[1:] = codes
-    return out, int(book.k_per_level[0]), int(codes[:, -1].max()) + 1

@@ -1,27 +1,29 @@
-"""Semantic IDs from item vectors with torch and numpy only (runs where faiss is absent).
+"""Item vectors from behaviour, and the generator's semantic-ID table from them.
 
-The benchmark's item side, in one module: item vectors learned on the *training* split only ->
-balanced residual k-means (OneRec Technical Report, arXiv 2506.13695, "Balanced K-means" under
-the tokenizer) -> a dedup level that makes every tuple unique (TIGER, Rajput et al. 2023, §3.1).
+The tokenizer itself is ``models.rq_kmeans`` (balanced residual k-means, OneRec Technical
+Report, arXiv 2506.13695, + the collision level of ``resolve_collisions``), the same code the
+daily ``semantic_ids`` stage runs. This module adds what the benchmark and one-off training need
+on top of it:
 
-Two sources of behaviour vectors, both fit on training sequences only, so the valid/test
-targets never shape the IDs:
+* item vectors fit on the *training* split only, so valid/test targets never shape the IDs:
+  ``sasrec_item_vectors`` (the item table of a SASRec trained on the training split: its
+  next-item objective puts items that follow the same histories close together) and
+  ``ppmi_item_vectors`` (PPMI of windowed co-occurrence -> truncated SVD, no model needed);
+* ``semantic_ids``: vectors -> unit rows -> ``rq_kmeans.fit`` -> collision level, laid out as
+  the generator reads it (``(n_items + 1, L + 1)``, row 0 = padding, last column = dedup);
+* ``collaborative_codes`` (PPMI -> ``semantic_ids``) for data without item text, and
+  ``code_stats`` for the report.
 
-* ``sasrec_item_vectors`` -- the item table of a SASRec trained on the training split (its
-  next-item objective puts items that follow the same histories close together: the IDs then
-  share prefixes exactly where the generator must choose between similar next items);
-* ``ppmi_item_vectors`` -- PPMI of windowed co-occurrence -> truncated SVD (no model needed).
-
-``models.rq_kmeans`` (faiss) is the production tokenizer of the Spark job; this one is for the
-benchmark and the GPU box, which has torch but not faiss.
+Runs with torch and numpy only where faiss is absent (``rq_kmeans`` then initialises k-means
+with numpy Lloyd steps).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import Tensor
 
+from models import rq_kmeans
 from models.data import Ragged
 
 
@@ -63,86 +65,41 @@ def sasrec_item_vectors(model: torch.nn.Module) -> np.ndarray:
     return model.item.weight.detach()[1:].float().cpu().numpy()
 
 
-def balanced_assign(dist: Tensor) -> Tensor:
-    """Each cluster takes its ``ceil(n / k)`` nearest still-free points, cluster by cluster.
-
-    The tech report's balanced assignment: every code then holds about ``n / k`` items, so no
-    code is a catch-all and the decoder's per-level softmax is not skewed by cluster size.
-    Clusters go in order of how tight their nearest ``n / k`` points are (tightest first keeps
-    the dense regions intact).
-    """
-    n, k = dist.shape
-    cap = -(-n // k)
-    assign = torch.full((n,), -1, dtype=torch.long, device=dist.device)
-    free = torch.ones(n, dtype=torch.bool, device=dist.device)
-    order = dist.topk(min(cap, n), dim=0, largest=False).values.mean(0).argsort()
-    for c in order.tolist():
-        d = dist[:, c].masked_fill(~free, float("inf"))
-        take = d.topk(min(cap, int(free.sum())), largest=False).indices
-        assign[take] = c
-        free[take] = False
-        if not free.any():
-            break
-    return assign
-
-
-def kmeans(x: Tensor, k: int, iters: int = 20, seed: int = 0, balanced: bool = True) -> tuple[Tensor, Tensor]:
-    """``(centroids (k, d), assignment (n,))``; k-means++-free: seeded random init, Lloyd steps.
-
-    Plain Lloyd steps first (cheap), then balanced assignments for the last few iterations so
-    the centroids settle under the capacity constraint.
-    """
-    n = len(x)
-    k = min(k, n)
-    g = torch.Generator().manual_seed(seed)
-    centroids = x[torch.randperm(n, generator=g)[:k].to(x.device)].clone()
-    assign = torch.zeros(n, dtype=torch.long, device=x.device)
-    for it in range(iters):
-        dist = torch.cdist(x, centroids).square()
-        assign = balanced_assign(dist) if balanced and it >= iters // 2 else dist.argmin(1)
-        counts = torch.bincount(assign, minlength=k).to(x.dtype)
-        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
-        empty = counts == 0  # reseed empty clusters to random points rather than lose them
-        centroids = torch.where(empty[:, None], x[torch.randint(0, n, (k,), generator=g).to(x.device)],
-                                sums / counts.clamp(min=1)[:, None])  # fmt: skip
-    if balanced:
-        assign = balanced_assign(torch.cdist(x, centroids).square())
-    return centroids, assign
-
-
-def residual_codes(x: np.ndarray, levels: int, k: int, iters: int = 20, seed: int = 0, balanced: bool = True,
-                   device: str | torch.device = "cpu") -> np.ndarray:  # fmt: skip
-    """``(n, levels)`` int64 codes of residual k-means (level ``l`` clusters the residual of ``l - 1``)."""
-    r = torch.as_tensor(x, dtype=torch.float32, device=device)
-    codes = []
-    for level in range(levels):
-        centroids, assign = kmeans(r, k, iters, seed + level, balanced)
-        codes.append(assign.cpu())
-        r = r - centroids[assign]
-    return torch.stack(codes, 1).numpy().astype(np.int64)
+def item_keys(n: int) -> list[str]:
+    """Zero-padded index strings: ``resolve_collisions`` ranks by these, i.e. in item order."""
+    return [f"{i:012d}" for i in range(1, n + 1)]
 
 
 def with_dedup_level(codes: np.ndarray) -> np.ndarray:
     """Append a level numbering the items that share a tuple (0, 1, ...), in item order: unique rows."""
-    _, inverse = np.unique(codes, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    order = np.argsort(inverse, kind="stable")
-    first = np.searchsorted(inverse[order], inverse[order], "left")
-    dedup = np.empty(len(codes), dtype=np.int64)
-    dedup[order] = np.arange(len(codes)) - first
-    return np.concatenate([codes, dedup[:, None]], 1)
+    return rq_kmeans.resolve_collisions(np.asarray(codes), item_keys(len(codes))).astype(np.int64)
 
 
 def semantic_ids(vectors: np.ndarray, levels: int = 3, k: int = 256, iters: int = 20, seed: int = 0,
-                 balanced: bool = True, device: str | torch.device = "cpu") -> tuple[np.ndarray, int, int]:  # fmt: skip
+                 balanced: bool = True, backend: str | None = None) -> tuple[np.ndarray, int, int]:  # fmt: skip
     """Item vectors ``(n_items, d)`` -> ``(codes (n_items + 1, levels + 1), K, dedup size)``, row 0 = 0.
 
-    The layout ``models.train.item_codes`` reads (last column = dedup level).
+    Unit rows -> ``rq_kmeans.fit`` (``backend`` as there: faiss if importable, else numpy) ->
+    ``resolve_collisions`` in item order. The layout ``models.train.item_codes`` reads.
     """
-    codes = with_dedup_level(residual_codes(unit_rows(vectors, seed), levels, k, iters, seed, balanced, device))
+    cfg = rq_kmeans.RQKMeansConfig(levels=levels, codes_per_level=k, iterations=iters, balanced=balanced, seed=seed)
+    book = rq_kmeans.fit(unit_rows(vectors, seed), cfg, backend=backend)
+    codes = with_dedup_level(book.train_codes)
     out = np.zeros((len(codes) + 1, codes.shape[1]), dtype=np.int64)
     out[1:] = codes
-    return out, int(codes[:, :-1].max()) + 1, int(codes[:, -1].max()) + 1
+    return out, int(book.k_per_level[0]), int(codes[:, -1].max()) + 1
+
+
+def collaborative_codes(train: Ragged, n_items: int, levels: int = 3, codes_per_level: int = 256, dim: int = 64,
+                        window: int = 3, seed: int = 0) -> tuple[np.ndarray, int, int]:  # fmt: skip
+    """Semantic IDs from behaviour alone, for data without item text (Beauty.txt has none).
+
+    PPMI of item co-occurrence within ``window`` positions of the *training* sequences (so valid
+    and test targets do not leak into the IDs) -> rank-``dim`` truncated SVD -> ``semantic_ids``.
+    Items never co-occurring get a small seeded random vector rather than all sharing the zero
+    vector's codes. Returns ``(codes, K, dedup)`` as ``semantic_ids``.
+    """
+    return semantic_ids(ppmi_item_vectors(train, n_items, dim, window, seed), levels, codes_per_level, seed=seed)
 
 
 def code_stats(codes: np.ndarray) -> dict[str, float]:

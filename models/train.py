@@ -37,6 +37,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from models import checkpoint, data, evaluate, flops
+from models import item_codes as sid_tables
 from models.config import OneRecConfig, TrainConfig, preset
 from models.moe import update_moe_biases
 from models.onerec import build
@@ -172,7 +173,8 @@ def _wrap_ddp(model: nn.Module) -> nn.Module:
 
 def _evaluate_and_save(model, opt, task, tc, model_config, versions, step, best, best_valid, rank, world,
                        autocast, eval_limit, final):  # fmt: skip
-    """Rank 0 validates (on ``eval_every``), keeps ``best/`` by ``tc.select_by`` and refreshes ``last/``."""
+    """Rank 0 validates (on ``eval_every``), keeps ``best/`` by ``tc.select_by`` and refreshes ``last/``;
+    under DDP every rank leaves with rank 0's ``(best, best_valid)``."""
     out = Path(tc.out_dir)
     if rank == 0:
         if step % tc.eval_every == 0 or final:
@@ -187,7 +189,12 @@ def _evaluate_and_save(model, opt, task, tc, model_config, versions, step, best,
         checkpoint.save(out / "last", model, model_config=model_config, optimizer=opt, train_config=tc, step=step,
                         metrics=best_valid, best_metric=best, versions=versions)  # fmt: skip
     if world > 1:
-        dist.barrier()
+        # Every rank must stop on the same step (early stopping reads ``best_valid``), or the ranks
+        # that go on wait forever in the next gradient all-reduce: share rank 0's view. The
+        # broadcast is also the barrier that keeps the others from running ahead of the save.
+        shared = [best, best_valid]
+        dist.broadcast_object_list(shared, src=0)
+        best, best_valid = shared
     return best, best_valid
 
 
@@ -218,7 +225,7 @@ def load_data(path: str | Path, ds: str | None = None) -> tuple[data.LeaveOneOut
     if (path / "_delta_log").is_dir():  # read through the Delta log, never the raw parquet files
         from deltalake import DeltaTable
 
-        from models.continual import read_delta  # DataFusion: honours Spark's deletion vectors
+        from models.delta_read import read_delta  # DataFusion: honours Spark's deletion vectors
 
         version = f"delta:{path.name}@v{DeltaTable(str(path)).version()}"
         df = read_delta(path, "protocol = 'leave_one_out'")
@@ -242,7 +249,7 @@ def item_codes(codes_path: str | None, loo: data.LeaveOneOut, cfg: OneRecConfig,
     column is the dedup level) or derived from the training sequences once and kept in ``out``."""
     path = Path(codes_path) if codes_path else out / "item_codes.npy"
     if not codes_path and rank == 0 and not path.exists():
-        codes, _, _ = data.collaborative_codes(loo.train, loo.n_items, cfg.levels, cfg.codes_per_level, seed=0)
+        codes, _, _ = sid_tables.collaborative_codes(loo.train, loo.n_items, cfg.levels, cfg.codes_per_level, seed=0)
         np.save(path, codes)
     if world > 1:
         dist.barrier()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,3 +15,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def sequence_file(tmp_path):
+    """30 users on 40 items, each a chain with stride 3 (Amazon text format)."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for u in range(30):
+        start, n = int(rng.integers(1, 41)), int(rng.integers(4, 12))
+        lines.append(" ".join(map(str, [u + 1] + [(start + 3 * i - 1) % 40 + 1 for i in range(n)])))
+    path = tmp_path / "seq.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,5 +1,5 @@
-"""models.item_codes: balanced residual k-means, dedup level, semantic IDs that a trie accepts,
-PPMI/SASRec item vectors from the training split only (CPU, seconds)."""
+"""models.item_codes: semantic IDs through rq_kmeans (either k-means backend), dedup level, a
+table the trie accepts, PPMI/SASRec item vectors from the training split only (CPU, seconds)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from models import item_codes
+from models import item_codes, rq_kmeans
 from models.beam import SemanticIdTrie
 from models.config import SASRecConfig
 from models.data import Ragged, leave_one_out
@@ -22,18 +22,17 @@ def blobs(n: int = 240, d: int = 8, seed: int = 0) -> np.ndarray:
     return (centres[rng.integers(0, 6, n)] + rng.normal(size=(n, d))).astype(np.float32)
 
 
-def test_balanced_assign_fills_every_cluster_evenly():
-    x = torch.from_numpy(blobs())
-    _, assign = item_codes.kmeans(x, 8, iters=6, balanced=True)
-    counts = torch.bincount(assign, minlength=8)
-    assert counts.sum() == len(x) and counts.max() <= -(-len(x) // 8) and counts.min() >= 1
-
-
-def test_plain_kmeans_separates_blobs():
-    x = torch.from_numpy(blobs())
-    centroids, assign = item_codes.kmeans(x, 6, iters=15, balanced=False)
-    inertia = (x - centroids[assign]).square().sum(1).mean()
-    assert inertia < x.var(0).sum() / 3  # far below one cluster's inertia
+@pytest.mark.parametrize("backend", ["faiss", "numpy"])
+def test_semantic_ids_are_the_rq_kmeans_codebook(backend):
+    """One tokenizer: the table is ``rq_kmeans.fit``'s balanced codes + ``resolve_collisions``."""
+    x = blobs()
+    codes, k, _ = item_codes.semantic_ids(x, levels=2, k=8, iters=6, backend=backend)
+    book = rq_kmeans.fit(item_codes.unit_rows(x), rq_kmeans.RQKMeansConfig(levels=2, codes_per_level=8,
+                                                                           iterations=6), backend=backend)  # fmt: skip
+    assert k == 8 and book.info["kmeans_backend"] == backend
+    np.testing.assert_array_equal(codes[1:, :-1], book.train_codes)
+    counts = np.bincount(codes[1:, 0], minlength=8)
+    assert counts.sum() == len(x) and counts.max() == -(-len(x) // 8) and counts.min() == len(x) // 8
 
 
 def test_dedup_level_makes_rows_unique():

@@ -15,26 +15,13 @@ from safetensors.torch import load_file
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from models import data, flops
+from models import data, flops, item_codes
 from models.config import SASRecConfig, tiny
 from models.onerec import build
 from models.sasrec import SASRec
 from models.train import lr_at, main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def sequence_file(tmp_path):
-    """30 users on 40 items, each a chain with stride 3 (Amazon text format)."""
-    rng = np.random.default_rng(0)
-    lines = []
-    for u in range(30):
-        start, n = int(rng.integers(1, 41)), int(rng.integers(4, 12))
-        lines.append(" ".join(map(str, [u + 1] + [(start + 3 * i - 1) % 40 + 1 for i in range(n)])))
-    path = tmp_path / "seq.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -120,7 +107,7 @@ def test_onerec_training_examples_every_position_left_padded():
 
 def test_collaborative_codes_are_unique_tuples(sequence_file):
     loo = data.leave_one_out(data.read_amazon_sequences(sequence_file))
-    codes, k, dedup = data.collaborative_codes(loo.train, loo.n_items, levels=2, codes_per_level=4, dim=8)
+    codes, k, dedup = item_codes.collaborative_codes(loo.train, loo.n_items, levels=2, codes_per_level=4, dim=8)
     assert codes.shape == (41, 3) and k == 4 and (codes[0] == 0).all()
     assert len({tuple(c) for c in codes[1:].tolist()}) == 40 and codes[1:, -1].max() + 1 == dedup
 
