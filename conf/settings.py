@@ -254,7 +254,7 @@ class RewardSettings(_Frozen):
 class AlignSettings(_Frozen):
     """Preference alignment of the trained candidate (models/align.py)."""
 
-    method: Literal["ecpo", "dpo", "none"] = "ecpo"
+    method: Literal["gbpo", "ecpo", "dpo", "none"] = "ecpo"
     # Sized for `make run` on CPU (~1-2 s a step); bench/alignment.py uses 20 x 32 users.
     steps: int = 10
     users_per_step: int = 16
@@ -269,6 +269,14 @@ class AlignSettings(_Frozen):
     illegal_reward: float = -1.0
     business_weight: float = 0.0
     dpo_beta: float = 0.1
+    # Format reward as the OneRec technical report gives it: K of the G rollouts drawn at random,
+    # A = format_weight for the legal ones, illegal ones dropped (0 samples: off).
+    format_samples: int = 4
+    format_weight: float = 1.0
+    # OneRec-V2 real feedback: logged exposures (V2 +1/-1 advantages) mixed into each GBPO/ECPO step.
+    feedback_per_step: int = 32
+    # V2's duration buckets: floor(log_base(duration seconds)).
+    duration_log_base: float = 2.0
     seed: int = 0
 
 
@@ -282,12 +290,18 @@ class PromoteSettings(_Frozen):
     tolerances: dict[str, float] = Field(
         default_factory=lambda: {
             "recall@10": 0.02,
-            "mean_reward": 0.02,
             "legal_rate": 0.02,
             "coverage@10": 0.05,
             "diversity@10": 0.05,
+            # The sample simulator's ground truth (absent on other data: the gate is skipped there).
+            # The learned reward (mean_reward) is never a gate: the candidate was optimised on it.
+            "oracle_watch_ratio": 0.02,
+            "oracle_like": 0.01,
+            "oracle_dislike": 0.01,
         }  # fmt: skip
     )
+    # Metrics where lower is better: the gate is candidate <= champion + tolerance.
+    lower_is_better: tuple[str, ...] = ("oracle_dislike",)
 
 
 class ModelSettings(_Frozen):

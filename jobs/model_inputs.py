@@ -65,17 +65,46 @@ def version_before(registry, alias: str, ds: date):
 
 
 def reward_model(cfg: Settings, ds: date):
-    """``(P-Score model, its item ids, version)`` trained through ``ds`` (or the latest before it)."""
+    """``(P-Score model, its item ids, version, last training day)`` of the newest version trained on days
+    strictly *before* ``ds`` -- never the one trained through ``ds``, whose data holds ds's held-out
+    targets (``models/leakage.py``). ``(None, [], None, None)`` when there is none yet."""
     from models import reward
 
     _, rewards = registries(cfg)
-    latest = rewards.get("latest")
-    if latest is None or latest.versions.get("ds", "") > ds.isoformat():
-        latest = version_before(rewards, "latest", ds + timedelta(days=1))
-    if latest is None:
-        return None, [], None
-    model, manifest = reward.load(latest.path)
-    return model, manifest["item_ids"], latest.version
+    prev = version_before(rewards, "latest", ds)
+    if prev is None:
+        return None, [], None, None
+    model, manifest = reward.load(prev.path)
+    return model, manifest["item_ids"], prev.version, date.fromisoformat(str(prev.versions["ds"]))
+
+
+def heldout_examples(loo, model_cfg, through: date | None):
+    """``(test, valid contexts)`` of ``loo`` a reward model trained through ``through`` never saw: the users
+    whose targets come after that day (all users when there is no reward model). Checked, not assumed."""
+    from models import data, leakage
+
+    test, contexts = data.eval_examples(loo, "test", model_cfg), data.eval_examples(loo, "valid", model_cfg)
+    if through is None:
+        return test, contexts
+    first_unseen = leakage.cutoff(through)
+    test, contexts = leakage.after(test, first_unseen), leakage.after(contexts, first_unseen)
+    for held_out in (test, contexts):
+        leakage.check_unseen(held_out, first_unseen)
+    return test, contexts
+
+
+def sample_oracle(cfg: Settings):
+    """The simulator oracle when the source is the bundled sample (its MANIFEST.json says so), else None."""
+    from jobs.sample_oracle import SampleOracle
+
+    return SampleOracle.from_source(cfg.resolve(cfg.source.path))
+
+
+def feedback_events(cfg: Settings, through: date):
+    """``(events of the history window ending on through, exposure mask = rows of through)``: the logged
+    exposures of the reward model's last training day, never a day holding the held-out targets."""
+    events = read_events(cfg, through, cfg.model.reward.history_days)
+    return events, (events["event_date"] == through).to_numpy()
 
 
 def set_threads(cfg: Settings) -> None:

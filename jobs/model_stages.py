@@ -23,12 +23,15 @@ from pathlib import Path
 
 from jobs.model_inputs import (
     business_values,
+    feedback_events,
+    heldout_examples,
     item_space,
     read_events,
     read_examples,
     registries,
     reward_model,
     run_dir,
+    sample_oracle,
     set_threads,
     version_before,
     write_json,
@@ -154,11 +157,16 @@ def reward_refresh(ds: str, run_conf: dict | None = None) -> dict:
 
 
 def align(ds: str, run_conf: dict | None = None) -> dict:
-    """The day's SFT candidate + the reward model -> ``<work_dir>/<ds>/aligned`` (ECPO or DPO, ``model.align``).
+    """The day's SFT candidate + a reward model that never saw ds -> ``<work_dir>/<ds>/aligned``.
 
-    Reports the generation metrics (Recall/NDCG@10, mean reward, legal rate, coverage, diversity)
-    on the day's held-out test users before and after alignment, and the time per alignment step,
-    in ``align.json``. ``model.align.method=none`` copies the SFT candidate unchanged.
+    Method ``model.align.method`` (GBPO, ECPO or DPO, models/align.py). No leakage
+    (models/leakage.py): the reward model is the newest version trained on days *before* ds; rollouts
+    run on the valid contexts, and metrics on the test targets, of the users whose targets are after
+    its last training day; the logged exposures (V2's real-feedback advantages) are those of that
+    last training day. Reports the generation metrics before and after alignment -- with the
+    simulator oracle's expected engagement when the data is the sample -- and the time per step, in
+    ``align.json``. ``model.align.method=none``, or no earlier reward model (the first day), copies
+    the SFT candidate unchanged.
     """
     import dataclasses
 
@@ -170,6 +178,7 @@ def align(ds: str, run_conf: dict | None = None) -> dict:
     from models.align import align as run_align
     from models.beam import SemanticIdTrie
     from models.config import preset
+    from models.feedback import logged_feedback
     from models.policy_eval import PolicyReward, generation_metrics
 
     cfg, day = settings_for_run(run_conf), _day(ds)
@@ -180,24 +189,36 @@ def align(ds: str, run_conf: dict | None = None) -> dict:
     sft = run / "sft" / "best"
     space = continual.ItemSpace.load(sft / "items")
     model = continual.load_generator(sft)
-    pscore, reward_ids, reward_version = reward_model(cfg, day)
-    if pscore is None:
-        raise FileNotFoundError(f"no reward model trained through {day}: run reward_refresh first")
-    policy_reward = PolicyReward(pscore, reward_ids, space.item_ids, a.illegal_reward,
-                                 business_values(cfg, day, space) if a.business_weight else None, a.business_weight)  # fmt: skip
+    pscore, reward_ids, reward_version, through = reward_model(cfg, day)
     loo = data.from_training_examples(read_examples(cfg, day), space.index)
-    test, contexts = data.eval_examples(loo, "test", model.cfg), data.eval_examples(loo, "valid", model.cfg)
+    test, contexts = heldout_examples(loo, model.cfg, through)
+    policy_reward, method, note = None, a.method, None
+    if pscore is None:
+        method, note = "none", f"no reward model trained before {day}: the SFT candidate is kept as is"
+    else:
+        policy_reward = PolicyReward(pscore, reward_ids, space.item_ids, a.illegal_reward,
+                                     business_values(cfg, day, space) if a.business_weight else None,
+                                     a.business_weight)  # fmt: skip
+        if len(test) == 0 or len(contexts) == 0:
+            method, note = "none", f"no held-out user with targets after {through}"
     trie = SemanticIdTrie.from_item_codes(space.codes, model.cfg.level_sizes)
-    metrics = lambda: generation_metrics(model, test, space.codes, trie, policy_reward, cfg.model.beam_size)  # noqa: E731
-    before, log = metrics(), []
-    if a.method != "none":
+    oracle = sample_oracle(cfg)
+    metrics = lambda: generation_metrics(model, test, space.codes, trie, policy_reward, cfg.model.beam_size,  # noqa: E731
+                                         oracle=oracle, user_ids=loo.users, item_ids=space.item_ids)  # fmt: skip
+    before, log, n_feedback = metrics() if len(test) else {}, [], 0
+    if method != "none":
         task = trainer.OneRecTask(loo, model.cfg, preset(cfg.model.preset).train, space.codes)
         batch = min(task.tc.batch_size, task.n_examples)
         sft_batch = lambda rng: task.batch(rng.choice(task.n_examples, batch, replace=False).tolist())  # noqa: E731
         fields = {f.name for f in dataclasses.fields(AlignConfig)}
         acfg = AlignConfig(**{k: v for k, v in a.model_dump().items() if k in fields},
                            constrained=a.constrained_rollouts)  # fmt: skip
-        log = run_align(model, contexts, space.codes, trie, policy_reward, acfg, sft_batch)
+        feedback = None
+        if method != "dpo" and a.feedback_per_step:
+            events, exposure = feedback_events(cfg, through)
+            feedback = logged_feedback(events, exposure, space.index, model.cfg, a.duration_log_base)
+            n_feedback = len(feedback)
+        log = run_align(model, contexts, space.codes, trie, policy_reward, acfg, sft_batch, feedback=feedback)
     after = metrics() if log else before
     out = run / "aligned"
     checkpoint.save(out, model, model_config=model.cfg, metrics=after, rng=False,
@@ -206,8 +227,10 @@ def align(ds: str, run_conf: dict | None = None) -> dict:
     steps = [row for row in log if "loss" in row]
     timing = {k: float(np.mean([row[k] for row in steps])) if steps else None for k in ("rollout_s", "update_s")}
     return write_json(run / "align.json", {
-        "ds": day.isoformat(), "method": a.method, "steps": len(steps), "reward_version": reward_version,
-        "before": before, "after": after, "checkpoint": str(out), "log": log,
+        "ds": day.isoformat(), "method": method, "steps": len(steps), "reward_version": reward_version,
+        "reward_trained_through": through.isoformat() if through else None, "note": note,
+        "heldout_users": len(test), "rollout_users": len(contexts), "feedback_samples": n_feedback,
+        "oracle": oracle is not None, "before": before, "after": after, "checkpoint": str(out), "log": log,
         "step_s": (timing["rollout_s"] or 0) + (timing["update_s"] or 0) if steps else None, **timing,
     })  # fmt: skip
 
@@ -215,10 +238,15 @@ def align(ds: str, run_conf: dict | None = None) -> dict:
 def evaluate(ds: str, run_conf: dict | None = None) -> dict:
     """The aligned candidate and the champion (of an earlier day) on the same held-out users.
 
-    Both score the leave_one_out test targets of ds (users whose targets both models can name),
-    with the latest reward model for ``mean_reward``. Registers the candidate (alias ``candidate``)
-    and writes ``evaluation.json``.
+    Both score the leave_one_out test targets of ds: the users whose targets both models can name
+    and -- when there is a reward model from before ds -- whose test target is after its last
+    training day, so ``mean_reward`` never scores an answer the reward saw (it is reported, not
+    gated: the candidate was optimised on it). The gates read Recall/NDCG@10 against those users'
+    real next events, and on the sample the simulator oracle's expected engagement of the top 10
+    (``oracle_*``); other data says "no oracle". Registers the candidate (alias ``candidate``) and
+    writes ``evaluation.json``.
     """
+    from models import leakage
     from models.continual import ItemSpace
     from models.promote import evaluate_checkpoint, shared_users
     from models.registry import registry_for
@@ -232,8 +260,17 @@ def evaluate(ds: str, run_conf: dict | None = None) -> dict:
     champion = version_before(reg, "champion", day)
     spaces = [ItemSpace.load(candidate_dir / "items")] + ([ItemSpace.load(champion.path / "items")] if champion else [])
     examples = shared_users(read_examples(cfg, day), spaces)
-    pscore, reward_ids, reward_version = reward_model(cfg, day)
-    score = lambda d: evaluate_checkpoint(d, examples, pscore, reward_ids, cfg.model.beam_size, cfg.model.device)  # noqa: E731
+    pscore, reward_ids, reward_version, through = reward_model(cfg, day)
+    if pscore is not None:
+        test = examples[examples["split"] == "test"]
+        unseen = test.loc[test["target_ts"].astype("int64") >= leakage.cutoff(through), "user_id"]
+        if len(unseen):
+            examples = examples[examples["user_id"].isin(set(unseen))]
+        else:  # nobody new since the reward's last day: rank on everyone, without the reward
+            pscore = None
+    oracle = sample_oracle(cfg)
+    score = lambda d: evaluate_checkpoint(d, examples, pscore, reward_ids, cfg.model.beam_size, cfg.model.device,  # noqa: E731
+                                          oracle=oracle)  # fmt: skip
     metrics = {"candidate": score(candidate_dir), "champion": score(champion.path) if champion else None}
     m = cfg.model
     version = reg.register(candidate_dir, metrics["candidate"], {
@@ -243,6 +280,9 @@ def evaluate(ds: str, run_conf: dict | None = None) -> dict:
     reg.set_alias("candidate", version, f"trained on {day}")
     return write_json(run / "evaluation.json", {"ds": day.isoformat(), "candidate": version,
                                             "champion": champion.version if champion else None,
+                                            "reward_version": reward_version if pscore is not None else None,
+                                            "reward_trained_through": through.isoformat() if through else None,
+                                            "oracle": "sample simulator" if oracle is not None else "no oracle",
                                             "users": int(examples["user_id"].nunique()), "metrics": metrics})  # fmt: skip
 
 
@@ -266,7 +306,7 @@ def promote(ds: str, run_conf: dict | None = None) -> dict:
         record(day_report_dir(cfg, day) / "promotion.json", payload)
         return {k: payload[k] for k in ("ds", "candidate", "champion_before", "champion_after", "promoted", "reason")}
     decision = decide(ev["metrics"]["candidate"], ev["metrics"]["champion"], p.primary, p.primary_tolerance,
-                      dict(p.tolerances))  # fmt: skip
+                      dict(p.tolerances), tuple(p.lower_is_better))  # fmt: skip
     current = reg.get("champion")
     if decision["promote"] and current is not None and str(current.versions.get("ds", "")) > day.isoformat():
         # A backfill or re-run of an earlier day never moves the champion back in time.

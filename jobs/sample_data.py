@@ -459,7 +459,7 @@ def simulate_day(world: World, day: int, rng: np.random.Generator) -> DayLog:
     items = [_session_items(world, sampler, int(u), int(n), rng) for u, n in zip(session_user, lengths, strict=True)]
     flat_user = np.repeat(session_user, lengths)
     flat_item = np.array([i for seq in items for i in seq], dtype=int)
-    rating, play, flags = _outcomes(world, flat_user, flat_item, rng)
+    rating, play, flags = outcomes(world, flat_user, flat_item, rng)
     seconds = _timestamps(session_user, starts, lengths, play, rng)
     keep = seconds < SECONDS_PER_DAY  # a session running past midnight is cut there
     order = np.lexsort((flat_item[keep], flat_user[keep], seconds[keep]))
@@ -502,10 +502,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _outcomes(
+def outcomes(
     world: World, user: np.ndarray, item: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rating, play seconds and engagement flags from the latent affinity (vectorised)."""
+    """Rating, play seconds and engagement flags from the latent affinity (vectorised).
+
+    Public so the simulator oracle (``jobs/sample_oracle.py``) draws from the very same model.
+    """
     n = len(item)
     pref = world.user_pref[user, world.item_cluster[item]]
     affinity = _sigmoid(3.0 * (pref + world.item_quality[item] - 0.6) + rng.normal(0.0, 1.0, n))

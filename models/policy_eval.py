@@ -9,12 +9,18 @@ business term (``business_weight`` x a per-item value, e.g. down-weighting low-q
 leave-one-out Recall/NDCG@10 of the constrained beam (models/evaluate.py's helpers), the mean
 P-Score of the top-10 items, the legal rate of *unconstrained* greedy decoding (the constrained
 beam is legal by construction), catalogue coverage and intra-list diversity (distinct first-level
-codes among a user's top 10, over 10).
+codes among a user's top 10, over 10). Recall/NDCG@10 come with their standard errors over users.
+Given an ``oracle`` (anything with ``of_lists(user_ids, item_id_lists) -> {signal: per-user array}``,
+e.g. the sample simulator's ``jobs.sample_oracle.SampleOracle``), the top-10's expected engagement
+under the ground truth is added as ``oracle_<signal>`` and ``oracle_<signal>_se``.
+
+``mean_reward`` is the learned reward of the top 10: a diagnostic of what alignment optimised,
+never a promotion gate (a policy cannot be judged by the reward it was optimised on).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -27,6 +33,26 @@ from models.onerec import SemanticIdGenerator
 from models.reward import PScore
 
 K = 10
+
+
+class Oracle(Protocol):
+    def of_lists(self, user_ids: list[str], lists: list[list[str | None]]) -> dict[str, np.ndarray]: ...
+
+
+def mean_se(values: np.ndarray) -> tuple[float, float]:
+    """Mean over the finite values and its standard error (NaN where there are too few)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    mean = float(v.mean()) if len(v) else float("nan")
+    return mean, float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+
+
+def oracle_metrics(oracle: Oracle, user_ids: list[str], lists: list[list[str | None]]) -> dict[str, float]:
+    """``oracle_<signal>`` (mean over users of the list's mean expected signal) and ``oracle_<signal>_se``."""
+    out: dict[str, float] = {}
+    for name, per_user in oracle.of_lists(user_ids, lists).items():
+        out[f"oracle_{name}"], out[f"oracle_{name}_se"] = mean_se(per_user)
+    return out
 
 
 class PolicyReward:
@@ -66,8 +92,12 @@ class PolicyReward:
 @torch.no_grad()
 def generation_metrics(model: SemanticIdGenerator, examples: Examples, item_codes: np.ndarray, trie: SemanticIdTrie,
                        reward: PolicyReward | None = None, beam_size: int = 10, batch_size: int = 128,
-                       device: str = "cpu") -> dict[str, Any]:  # fmt: skip
-    """Promotion metrics of ``model`` on ``examples`` (one held-out target per user)."""
+                       device: str = "cpu", oracle: Oracle | None = None, user_ids: list[str] | None = None,
+                       item_ids: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Promotion metrics of ``model`` on ``examples`` (one held-out target per user).
+
+    ``oracle`` needs ``user_ids`` (indexed by ``examples.rows``) and ``item_ids`` (the generator's index).
+    """
     if beam_size < K:
         raise ValueError(f"beam size {beam_size} < {K}")
     ranks, tops, firsts, greedy_legal, rewards = [], [], [], [], []
@@ -84,8 +114,12 @@ def generation_metrics(model: SemanticIdGenerator, examples: Examples, item_code
             rewards.append(reward.pscore_of(reward.history(examples, idx), top.items.cpu()))
     items, first = torch.cat(tops), torch.cat(firsts)
     distinct = torch.tensor([len(torch.unique(row[it >= 0])) for row, it in zip(first, items, strict=True)])
+    rank = torch.cat(ranks).double()
+    hit = rank <= K
     out = {
-        **ranking_metrics(torch.cat(ranks), (5, K)),
+        **ranking_metrics(rank, (5, K)),
+        f"recall@{K}_se": mean_se(hit.double().numpy())[1],
+        f"ndcg@{K}_se": mean_se(torch.where(hit, 1.0 / torch.log2(rank.clamp(max=1e9) + 1.0), 0.0).numpy())[1],
         f"coverage@{K}": coverage(items, model.cfg.n_items),
         f"diversity@{K}": float(distinct.float().mean() / K),
         "legal_rate": float(torch.cat(greedy_legal).mean()),
@@ -94,4 +128,8 @@ def generation_metrics(model: SemanticIdGenerator, examples: Examples, item_code
     if rewards:
         r = torch.cat(rewards)
         out["mean_reward"] = float(torch.nanmean(r)) if torch.isfinite(r).any() else 0.0
+    if oracle is not None and user_ids is not None and item_ids is not None:
+        users = [user_ids[r] for r in examples.rows]
+        lists = [[item_ids[i] if i > 0 else None for i in row] for row in items.tolist()]
+        out.update(oracle_metrics(oracle, users, lists))
     return out

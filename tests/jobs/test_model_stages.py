@@ -46,18 +46,67 @@ def test_second_day_continues_and_reports(run):
     assert day["reward_refresh"]["evaluated_on"] == days[-2].isoformat() and auc["fused"] is not None
     align = day["align"]
     assert align["method"] == "ecpo" and align["steps"] == 3 and align["step_s"] > 0
+    # The reward model is the first day's (trained before ds), rollouts and metrics on users it never saw.
+    assert align["reward_version"] == first_reward(results, days) and align["reward_trained_through"] < align["ds"]
+    assert 0 < align["heldout_users"] < SAMPLE.n_users and align["feedback_samples"] > 0
     for when in ("before", "after"):
-        assert {"recall@10", "ndcg@10", "mean_reward", "legal_rate", "coverage@10", "diversity@10"} <= set(align[when])
+        assert {"recall@10", "ndcg@10", "mean_reward", "legal_rate", "coverage@10", "diversity@10", "recall@10_se",
+                "oracle_watch_ratio", "oracle_like", "oracle_dislike"} <= set(align[when])  # fmt: skip
+        assert 0 < align[when]["oracle_watch_ratio"] < 2 and 0 <= align[when]["oracle_dislike"] < 0.3
     # The run report's promotion record.
     path = Path(cfg.resolve(cfg.reports_dir)) / "runs" / days[-2].isoformat() / "promotion.json"
     decision = json.loads(path.read_text())
     assert decision["champion_before"] == results[days[-3]]["evaluate"]["candidate"]
-    assert {g["metric"] for g in decision["gates"]} >= {"ndcg@10", "recall@10", "mean_reward", "legal_rate"}
+    gated = {g["metric"] for g in decision["gates"]}
+    assert gated >= {"ndcg@10", "recall@10", "legal_rate", "oracle_watch_ratio", "oracle_dislike"}
+    assert "mean_reward" not in gated  # the policy is never judged by the reward it was optimised on
+    assert decision["metrics"]["candidate"]["mean_reward"] is not None
     assert decision["promoted"] == all(g["passed"] for g in decision["gates"])
     champion = decision["candidate"] if decision["promoted"] else decision["champion_before"]
     assert decision["champion_after"] == champion
     reg = ModelRegistry(decision["registry"])
     assert reg.get("champion").version == champion and reg.get("candidate").version == decision["candidate"]
+
+
+def first_reward(results, days) -> str:
+    return results[days[-3]]["reward_refresh"]["version"]
+
+
+def test_first_day_has_no_earlier_reward_model_so_no_alignment(run):
+    _, _, days, results = run
+    align = results[days[-3]]["align"]
+    assert align["method"] == "none" and align["reward_version"] is None and align["steps"] == 0
+
+
+def test_no_heldout_target_reaches_the_reward_models_training_data(run):
+    """The held-out targets align and evaluate use on day D are after the reward model's last training
+    day, and none of their events is among the rows that model was trained on; the reward trained
+    through D itself (the old behaviour) would have seen them."""
+    from jobs.model_inputs import heldout_examples, read_events, read_examples, reward_model
+    from models import data, leakage
+    from models.continual import ItemSpace, load_generator
+
+    cfg, _, days, results = run
+    day = days[-2]
+    _, _, version, through = reward_model(cfg, day)
+    assert version == first_reward(results, days) and through == days[-3]
+    # Every row any reward version up to `through` was trained on: events through that day.
+    trained_on = read_events(cfg, through, cfg.model.reward.history_days)
+    assert trained_on["event_date"].max() == through and len(trained_on) > 100
+    space = ItemSpace.load(Path(results[day]["align"]["checkpoint"]) / "items")
+    loo = data.from_training_examples(read_examples(cfg, day), space.index)
+    model_cfg = load_generator(Path(results[day]["align"]["checkpoint"])).cfg
+    test, contexts = heldout_examples(loo, model_cfg, through)
+    assert len(test) == results[day]["align"]["heldout_users"] > 0 and len(contexts) > 0
+    for held_out in (test, contexts):
+        leakage.check_unseen(held_out, leakage.cutoff(through), trained_on, loo.users, space.item_ids)
+    # Control: the day's own reward (trained through D, holding D's targets) is caught.
+    all_test = data.eval_examples(loo, "test", model_cfg)
+    through_day = read_events(cfg, day, cfg.model.reward.history_days)
+    with pytest.raises(leakage.LeakageError, match="training data"):
+        leakage.check_unseen(all_test, 0, through_day, loo.users, space.item_ids)
+    with pytest.raises(leakage.LeakageError, match="before the reward"):
+        leakage.check_unseen(all_test, leakage.cutoff(day))
 
 
 def test_rerun_of_a_day_is_idempotent(run):

@@ -80,6 +80,14 @@ def write_model_inputs(cfg, settings: SampleSettings, levels: int = 2, k: int = 
     write_deltalake(cfg.table_path("training_examples"), pa.Table.from_pandas(examples, preserve_index=False),
                     partition_by=["protocol", "ds"], mode="overwrite")  # fmt: skip
     write_codebook(cfg, settings, sorted(set(events["item_id"])), days[0], levels, k, mode="overwrite")
+    # The sample's manifest, as jobs.sample_data.generate writes it: the model stages find the oracle by it.
+    import json
+    from pathlib import Path
+
+    source = Path(cfg.resolve(cfg.source.path))
+    source.mkdir(parents=True, exist_ok=True)
+    (source / "MANIFEST.json").write_text(json.dumps({"generator": "jobs.sample_data",
+                                                      "settings": settings.model_dump(mode="json")}))  # fmt: skip
     return days
 
 

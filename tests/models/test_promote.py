@@ -67,3 +67,27 @@ def test_degraded_candidate_is_rejected(trained, tmp_path):
     failed = {g["metric"] for g in decision["gates"] if not g["passed"]}
     assert "ndcg@10" in failed and decision["reason"].startswith("rejected: ")
     assert decide(champ, champ, "ndcg@10", 0.0, TOL)["promote"]  # the champion against itself passes
+
+
+def test_default_gates_reject_a_reward_hacker_and_promote_real_gains():
+    """With the configured gates, a candidate that games the learned reward (mean_reward up, users
+    worse off by the ground truth and their next events) is rejected; one that serves users better
+    without losing ranking quality is promoted. mean_reward is not a gate at all."""
+    from conf.settings import PromoteSettings
+
+    p = PromoteSettings()
+    gate = lambda cand, champ: decide(cand, champ, p.primary, p.primary_tolerance, dict(p.tolerances),  # noqa: E731
+                                      tuple(p.lower_is_better))  # fmt: skip
+    champ = {"ndcg@10": 0.20, "recall@10": 0.30, "mean_reward": 0.55, "legal_rate": 1.0, "coverage@10": 0.30,
+             "diversity@10": 0.5, "oracle_watch_ratio": 0.50, "oracle_like": 0.05, "oracle_dislike": 0.04}  # fmt: skip
+    hacker = {**champ, "mean_reward": 0.90, "ndcg@10": 0.15, "oracle_watch_ratio": 0.40, "oracle_dislike": 0.08}
+    decision = gate(hacker, champ)
+    failed = {g["metric"] for g in decision["gates"] if not g["passed"]}
+    assert not decision["promote"] and failed == {"ndcg@10", "oracle_watch_ratio", "oracle_dislike"}
+    assert "oracle_dislike 0.0800 > champion 0.0400 + 0.01" in decision["reason"]
+    assert "mean_reward" not in {g["metric"] for g in decision["gates"]}
+    better = {**champ, "mean_reward": 0.50, "ndcg@10": 0.21, "oracle_watch_ratio": 0.56, "oracle_dislike": 0.03}
+    assert gate(better, champ)["promote"]
+    # Without an oracle (not the sample), its gates are skipped, not failed.
+    plain = {k: v for k, v in champ.items() if not k.startswith("oracle_")}
+    assert gate({**plain, "ndcg@10": 0.21}, plain)["promote"]
