@@ -211,6 +211,10 @@ class SemanticIdSettings(_Frozen):
     seed: int = 0
     # Also fit plain (unbalanced) RQ-KMeans on the same vectors and record both in the metrics.
     compare_plain: bool = True
+    # Codebook fits (full and weekly) run on at most this many items (a deterministic hash
+    # sample); the rest are encoded in the executors. 10^6 x 64-d peaks near 1.3 GB on the
+    # driver (arithmetic in jobs/semantic_ids.py): sized for an 8 GiB driver.
+    fit_sample_size: int = 1_000_000
     # GX (expectations/suites.py): each level of the current codebook must use at least this share
     # of its K codes; below it the tokenizer has collapsed (many items behind few codes).
     min_utilisation: float = 0.25

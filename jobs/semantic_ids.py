@@ -3,17 +3,23 @@
     python -m jobs.semantic_ids --ds 2026-10-03 [--mode auto|full|encode]
 
 * ``full`` fits a new codebook version ``v<YYYYMMDD of ds>`` (models/rq_kmeans.py: ``levels`` x
-  ``K``, balanced by default), assigns every item its balanced training codes plus a dedup code
-  (``resolve_collisions``: rank by ``item_id`` among items sharing all ``L`` codes), and writes
-  partition ``codebook_version = v`` of ``gold.item_sids``. When an older version exists,
+  ``K``, balanced by default) on a bounded sample of the embeddings (``fit_sample_size`` items,
+  see below); the sample's items keep their balanced training codes, every other item gets its
+  nearest centroids per level in the executors (models/sid_encode.py, codebook broadcast), and
+  a dedup code is appended in Spark (rank by ``item_id`` among items sharing all ``L`` codes, a
+  window over the prefix), then partition ``codebook_version = v`` of ``gold.item_sids`` is
+  written. When an older version exists,
   ``gold.item_sid_mapping`` (partition ``new_version = v``) maps each item's old tuple to its new
   one, so a model trained on old IDs can be moved over. The codebook goes to
   ``<home>/artifacts/codebooks/<v>/`` (``centroids.safetensors`` + ``codebook.json``, see
   models/codebook_io.py) with ``metrics.json``: utilisation per level, collision rate before and
-  after the dedup code, reconstruction error, max/mean cluster size -- for the balanced codebook
-  *and*, fitted on the same vectors, a plain one, so every version records what balancing bought.
+  after the dedup code, reconstruction error, max/mean cluster size -- over the fit sample, for
+  the balanced codebook *and*, fitted on the same vectors, a plain one, so every version records
+  what balancing bought -- and ``n_items``, ``fit_sample_size`` (the bound), ``fit_sample_items``
+  (the sample used).
 * ``encode`` (daily) gives items that have no ID in the current version one, from the current
-  codebook (nearest centroid per level, then ``assign_new``: next free dedup code), inserted
+  codebook (nearest centroid per level in the executors, then, in Spark, ``assign_new``'s rule:
+  the prefix's largest dedup code + 1, new items of a prefix in ``item_id`` order), inserted
   with a MERGE that never touches existing rows: existing IDs never change.
 * ``auto`` = ``full`` when there is no codebook yet or the embeddings came from another model
   version than the codebook was fitted on (a new embedding space needs a new codebook), else
@@ -27,16 +33,25 @@ Residual levels are global, not per parent, so the tuples in use are far fewer t
 on the bundled sample (400 items, MiniLM + alignment) 3 x 16 left 50% of items sharing their
 full tuple with another, 3 x 32 8.7%, 3 x 64 0.5% (balanced; plain: 27.5%, 5.2%, 3.0%).
 
-The numeric work runs on the driver (numpy/faiss) after collecting the embeddings: a catalogue
-of a few million items x 64 floats is a few hundred MB (x 384: ~1.5 GB per million), which the
-driver holds; reads and writes go through Delta. Re-runs are idempotent: ``full`` skips the fit
-when the version's codebook was fitted on identical inputs and config, ``encode`` finds
-no item without an ID.
+Nothing of catalogue size reaches the driver: it holds the fit sample and the codebook only.
+``fit_sample_size`` (default 1,000,000) is sized for an 8 GiB driver: a sample of ``n`` items x
+``d`` floats arrives as Arrow (``4 n d`` bytes), becomes one float32 matrix (``4 n d``), and each
+fit keeps a residual copy (``4 n d``; two fits with ``compare_plain``) plus a 128 MiB distance
+block and ``O(n)`` labels, so the Python side peaks near ``5 x 4 n d`` = 1.3 GB at 10^6 x 64
+(the default ``dim``); the JVM side holds the sample's rows once while Spark hands them over
+(~0.3 GB), within a 4 GiB heap. Wider embeddings want a proportionally smaller sample (10^6 x
+384 would need ~7.5 GB: set ~150k). A sample of 10^6 is ~120 items per cluster at OneRec's
+``K`` = 8192, enough for k-means; the codebook is a model of the embedding distribution, not
+of each item. Reads and writes go through Delta. Re-runs are idempotent: ``full`` skips the fit
+when the version's codebook was fitted on identical inputs (the sample's vectors plus an
+order-free hash of every ``(item_id, embedding)``, computed in Spark) and config, ``encode``
+finds no item without an ID.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -46,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from conf.settings import SemanticIdSettings, Settings
@@ -53,8 +69,8 @@ from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
 from jobs.schemas import ITEM_EMBEDDINGS, ITEM_SID_MAPPING, ITEM_SIDS
 from jobs.stage_report import write_stage_json
-from models import codebook_io
-from models.rq_kmeans import RQKMeansConfig, assign_new, encode, fit, metrics, resolve_collisions
+from models import codebook_io, sid_encode
+from models.rq_kmeans import RQKMeansConfig, fit, metrics
 
 log = logging.getLogger(__name__)
 _VERSION = re.compile(r"^v\d{8}$")
@@ -95,30 +111,104 @@ def rq_config(s: SemanticIdSettings, k: int, balanced: bool) -> RQKMeansConfig:
     )
 
 
-def collect_embeddings(emb: DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """``(item_ids sorted, float32 (n, d))`` on the driver; rows in ``item_id`` order for determinism."""
-    rows = emb.select("item_id", "embedding").orderBy("item_id").toPandas()
-    ids = rows["item_id"].to_numpy(str)
-    x = np.stack(rows["embedding"].to_numpy()).astype(np.float32) if len(rows) else np.zeros((0, 0), np.float32)
+def collect_sample(emb: DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``size`` items, ``(item_ids sorted, float32 (n, d))``, through Arrow: the fit sample.
+
+    The sample is the ``size`` items with the smallest ``xxhash64(item_id)`` (ties: ``item_id``):
+    deterministic, spread over the catalogue, and mostly the same items from one refit to the
+    next. Spark's top-``size`` (``TakeOrderedAndProject``) sends at most ``size`` rows per
+    partition to the driver, never the catalogue. Rows come back in ``item_id`` order.
+    """
+    sample = emb.select("item_id", "embedding").orderBy(F.xxhash64("item_id"), "item_id").limit(size)
+    table = sample.toArrow().sort_by("item_id")
+    ids = np.asarray(table.column("item_id").to_pylist(), dtype=str)
+    if not len(ids):
+        return ids, np.zeros((0, 0), np.float32)
+    lists = table.column("embedding").combine_chunks()
+    lengths = np.diff(lists.offsets.to_numpy())
+    if (lengths != lengths[0]).any():
+        bad = ids[np.flatnonzero(lengths != lengths[0])[0]]
+        raise ValueError(f"gold.item_embeddings: item {bad!r} has a {lengths.max()}-d/{lengths.min()}-d mix of widths")
+    x = lists.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(ids), int(lengths[0]))
     return ids, x
 
 
-def fit_codebook(x: np.ndarray, ids: np.ndarray, s: SemanticIdSettings):
-    """``(codebook, codes (n, L+1), metrics)``: the configured fit, plus the other variant for comparison."""
-    k = choose_k(len(x), s)
+def catalogue_digest(emb: DataFrame) -> tuple[int, str]:
+    """``(items, digest)``: count and order-free sum of ``xxhash64(item_id, embedding)``, in Spark.
+
+    The fit sees a sample, but a refit must still notice any changed or added item (the
+    version's IDs cover every item), so the skip test hashes the whole table without moving it.
+    """
+    row = emb.agg(
+        F.count("*").alias("n"), F.sum(F.xxhash64("item_id", "embedding").cast("decimal(38,0)")).alias("h")
+    ).collect()[0]
+    return int(row["n"]), str(row["h"] or 0)
+
+
+def fit_codebook(x: np.ndarray, ids: np.ndarray, s: SemanticIdSettings, k: int | None = None):
+    """``(codebook, metrics)`` fitted on the sample ``x``: the configured fit, plus the other variant
+    for comparison. ``codebook.train_codes`` are the sample's (balanced) codes. ``k`` defaults to
+    the rule for ``len(x)`` items (pass the catalogue's size when ``x`` is a sample of it)."""
+    k = k or choose_k(len(x), s)
     codebook = fit(x, rq_config(s, k, s.balanced))
-    codes = resolve_collisions(codebook.train_codes, ids)
     report = {"chosen": "balanced" if s.balanced else "plain", "k_rule": "config" if s.codes_per_level else "sqrt"}
     report[report["chosen"]] = metrics(x, codebook.train_codes, codebook)
     if s.compare_plain:
         other = fit(x, rq_config(s, k, not s.balanced))
         report["plain" if s.balanced else "balanced"] = metrics(x, other.train_codes, other)
-    return codebook, codes, report
+    return codebook, report
 
 
-def sids_frame(spark: SparkSession, ids, codes: np.ndarray, version: str, ds: date) -> DataFrame:
-    rows = [(str(i), [int(c) for c in row], version, ds) for i, row in zip(ids, codes, strict=True)]
-    return spark.createDataFrame(rows, ITEM_SIDS)
+def encode_in_spark(spark: SparkSession, emb: DataFrame, centroids) -> DataFrame:
+    """``(item_id, codes array<int> (L))``: nearest centroids per level, computed in the executors.
+
+    The centroids (``levels x K x dim`` float32, a few MB) go out once as a broadcast; the
+    executors run models/sid_encode.py (numpy only).
+    """
+    bc = spark.sparkContext.broadcast([np.asarray(c, np.float32) for c in centroids])
+    return emb.select("item_id", "embedding").mapInPandas(
+        sid_encode.encode_partitions(lambda: bc.value), "item_id string, codes array<int>"
+    )
+
+
+def _prefix(levels: int) -> list:
+    return [F.col("codes")[i] for i in range(levels)]
+
+
+def with_dedup(codes: DataFrame, levels: int, next_free: DataFrame | None = None) -> DataFrame:
+    """Append the dedup code in Spark: ``next_free`` of the prefix + rank by ``item_id`` in the prefix.
+
+    Without ``next_free`` (a full fit) this is ``rq_kmeans.resolve_collisions``: rank among the
+    items sharing all ``L`` codes, by ``item_id`` (Spark compares strings by UTF-8 bytes, which is
+    code-point order, as Python does). With it (daily encoding), ``rq_kmeans.assign_new``: new
+    items of a prefix are numbered from that prefix's largest dedup code ever used + 1.
+    """
+    keyed = codes.select("item_id", "codes", *[c.alias(f"_c{i}") for i, c in enumerate(_prefix(levels))])
+    keys = [f"_c{i}" for i in range(levels)]
+    base = F.lit(0)
+    if next_free is not None:
+        keyed = keyed.join(next_free, keys, "left")
+        base = F.coalesce(F.col("_next"), F.lit(0))
+    rank = F.row_number().over(Window.partitionBy(*keys).orderBy("item_id")) - 1
+    return keyed.select("item_id", F.concat("codes", F.array((base + rank).cast("int"))).alias("codes"))
+
+
+def next_free_codes(current: DataFrame, levels: int) -> DataFrame:
+    """Per prefix in use: ``_next`` = its largest dedup code + 1 (retired tuples stay taken)."""
+    prefix = [c.alias(f"_c{i}") for i, c in enumerate(_prefix(levels))]
+    return current.groupBy(*prefix).agg((F.max(F.col("codes")[levels]) + 1).alias("_next"))
+
+
+def sids_rows(codes: DataFrame, version: str, ds: date) -> DataFrame:
+    """``(item_id, codes)`` -> rows of ``gold.item_sids`` for ``version``."""
+    out = codes.select("item_id", "codes", F.lit(version).alias("codebook_version"), F.lit(ds).cast("date").alias("ds"))
+    return out.select(*[F.col(f.name).cast(f.dataType) for f in ITEM_SIDS.fields])
+
+
+def sample_codes_frame(spark: SparkSession, ids: np.ndarray, codes: np.ndarray) -> DataFrame:
+    """The fit sample's own (balanced) codes as a DataFrame: bounded by ``fit_sample_size``."""
+    rows = [(str(i), [int(c) for c in row]) for i, row in zip(ids, codes, strict=True)]
+    return spark.createDataFrame(rows, "item_id string, codes array<int>")
 
 
 def build_mapping(old: DataFrame, new: DataFrame) -> DataFrame:
@@ -131,20 +221,27 @@ def build_mapping(old: DataFrame, new: DataFrame) -> DataFrame:
 def _run_full(spark: SparkSession, cfg: Settings, ds: date, emb: DataFrame, emb_version: str | None) -> dict:
     s, root = cfg.item.semantic_ids, codebook_root(cfg)
     version, out = version_for(ds), cfg.table_path("item_sids")
-    ids, x = collect_embeddings(emb)
-    fingerprint = codebook_io.input_fingerprint(x, ids)
+    emb = emb.select("item_id", "embedding")
+    n_items, digest = catalogue_digest(emb)
+    ids, x = collect_sample(emb, s.fit_sample_size)
+    fingerprint = hashlib.sha256(f"{codebook_io.input_fingerprint(x, ids)}|{n_items}|{digest}".encode()).hexdigest()
     vdir = root / version
-    wanted = dataclasses.asdict(rq_config(s, choose_k(len(x), s), s.balanced))
+    k = choose_k(n_items, s)
+    wanted = dataclasses.asdict(rq_config(s, k, s.balanced))
     if (vdir / codebook_io.MANIFEST_FILE).is_file():
         done = codebook_io.read_manifest(vdir)
         if done["input_fingerprint"] == fingerprint and done["config"] == wanted:
             log.info("semantic_ids ds=%s: codebook %s already fitted on these inputs; nothing to do", ds, version)
-            return {"codebook_version": version, "items": int(len(ids)), "skipped": True}
-    codebook, codes, report = fit_codebook(x, ids, s)
-    report["embedding_version"] = emb_version
+            return {"codebook_version": version, "items": n_items, "skipped": True}
+    codebook, report = fit_codebook(x, ids, s, k)
+    report.update(embedding_version=emb_version, n_items=n_items, fit_sample_size=s.fit_sample_size)
+    report["fit_sample_items"] = int(len(ids))
+    # The sample keeps its balanced training codes; every other item is encoded in the executors.
+    sample = sample_codes_frame(spark, ids, codebook.train_codes)
+    rest = encode_in_spark(spark, emb.join(sample.select("item_id"), "item_id", "left_anti"), codebook.centroids)
+    codes = with_dedup(sample.unionByName(rest), s.levels)
     spec = cfg.table("item_sids")
-    new = sids_frame(spark, ids, codes, version, ds)
-    delta.overwrite_partition(new, out, spec.partition_by, f"codebook_version = '{version}'")
+    delta.overwrite_partition(sids_rows(codes, version, ds), out, spec.partition_by, f"codebook_version = '{version}'")
     previous = [v for v in codebook_versions(root, ds) if v < version]
     if previous:
         sids = delta.read(spark, out)
@@ -157,30 +254,41 @@ def _run_full(spark: SparkSession, cfg: Settings, ds: date, emb: DataFrame, emb_
     (vdir / "metrics.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     chosen = report[report["chosen"]]
     log.info(
-        "semantic_ids ds=%s: fitted %s (%d x %s) on %d items -> %s; utilisation %s, collisions %.3f -> %.3f",
-        ds, version, s.levels, codebook.k_per_level, len(ids), out, chosen["utilisation"],
+        "semantic_ids ds=%s: fitted %s (%d x %s) on %d of %d items -> %s; utilisation %s, collisions %.3f -> %.3f",
+        ds, version, s.levels, codebook.k_per_level, len(ids), n_items, out, chosen["utilisation"],
         chosen["collision_rate_before"], chosen["collision_rate_after"],
     )  # fmt: skip
-    return {"codebook_version": version, "items": int(len(ids)), "previous": previous[-1] if previous else None,
+    return {"codebook_version": version, "items": n_items, "fit_sample_items": int(len(ids)),
+            "previous": previous[-1] if previous else None,
             "codebook": dataclasses.asdict(codebook.config), "metrics": report}  # fmt: skip
 
 
 def _run_encode(spark: SparkSession, cfg: Settings, ds: date, emb: DataFrame, version: str) -> dict:
     out = cfg.table_path("item_sids")
-    codebook, manifest = codebook_io.load(codebook_root(cfg) / version)
+    codebook, _ = codebook_io.load(codebook_root(cfg) / version)
+    levels = codebook.levels
     current = delta.read(spark, out, ITEM_SIDS).where(F.col("codebook_version") == version)
-    ids, x = collect_embeddings(emb.join(current.select("item_id"), "item_id", "left_anti"))
-    if len(ids) == 0:
+    new = emb.select("item_id", "embedding").join(current.select("item_id"), "item_id", "left_anti")
+    sizes = new.groupBy(F.size("embedding").alias("d")).agg(F.min("item_id").alias("item_id")).collect()
+    if not sizes:
         log.info("semantic_ids ds=%s: every item has an ID in %s; %s unchanged", ds, version, out)
         return {"codebook_version": version, "new_items": 0}
-    if x.shape[1] != codebook.dim:
-        raise ValueError(f"embeddings are {x.shape[1]}-d but codebook {version} is {codebook.dim}-d: run --mode full")
-    existing = {tuple(int(c) for c in r["codes"]): r["item_id"] for r in current.select("item_id", "codes").collect()}
-    codes = assign_new(existing, encode(x, codebook), ids)
-    rows = sids_frame(spark, ids, codes, version, ds)
-    delta.merge_upsert(spark, rows, out, keys=("codebook_version", "item_id"), insert_only=True)
-    log.info("semantic_ids ds=%s: encoded %d new items with codebook %s into %s", ds, len(ids), version, out)
-    return {"codebook_version": version, "new_items": int(len(ids)), "new_with_dedup": int((codes[:, -1] > 0).sum())}
+    wrong = [r for r in sizes if r["d"] != codebook.dim]
+    if wrong:
+        raise ValueError(
+            f"embeddings are {wrong[0]['d']}-d (e.g. item {wrong[0]['item_id']!r}) but codebook {version} is"
+            f" {codebook.dim}-d: run --mode full"
+        )
+    codes = with_dedup(encode_in_spark(spark, new, codebook.centroids), levels, next_free_codes(current, levels))
+    rows = sids_rows(codes, version, ds).persist()
+    try:
+        counts = rows.agg(F.count("*").alias("n"), F.sum((F.col("codes")[levels] > 0).cast("int")).alias("d")).collect()
+        delta.merge_upsert(spark, rows, out, keys=("codebook_version", "item_id"), insert_only=True)
+    finally:
+        rows.unpersist()
+    n_new, n_dedup = int(counts[0]["n"]), int(counts[0]["d"] or 0)
+    log.info("semantic_ids ds=%s: encoded %d new items with codebook %s into %s", ds, n_new, version, out)
+    return {"codebook_version": version, "new_items": n_new, "new_with_dedup": n_dedup}
 
 
 def run(cfg: Settings, ds: date, spark: SparkSession | None = None, mode: str = "auto") -> dict:
