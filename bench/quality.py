@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from bench import quality_report
-from bench.quality_plans import PLANS, Plan
+from bench.quality_plans import PLANS, Plan, with_generator
 from models import data, item_codes
 from models.onerec import build
 from models.sasrec import SASRec
@@ -238,7 +238,8 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
         stage("test_onerec", t0)
     metrics["onerec"] = _row(test, result["wall_s"], valid=result["valid"], sid_source=source,
                              params=result["params"], beam_size=plan.onerec_train.test_beam_size,
-                             item_weight=test.get("item_weight", 0.0))  # fmt: skip
+                             item_weight=test.get("item_weight", 0.0), architecture=plan.onerec.architecture,
+                             per_position=plan.onerec.per_position)  # fmt: skip
     if "generative" in test:  # the same beams in their own order: what the item head's rerank adds
         metrics["onerec_beam_order"] = {**test["generative"], "item_weight": 0.0, "sid_source": source}
     metrics["onerec_candidates"] = candidates
@@ -294,15 +295,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--time-scale", type=float, default=1.0, help="multiply every model's time box (busy machines)")
     p.add_argument("--item-head", type=float, metavar="W",
                    help="item-head loss and rerank weight (default: the profile's, 1; 0 = the generator alone)")  # fmt: skip
+    p.add_argument("--arch", choices=["encoder_decoder", "lazy_decoder"],
+                   help="generator architecture (default: the profile's; lazy_decoder = OneRec-V2, no item head)")  # fmt: skip
+    p.add_argument("--per-position", action="store_true",
+                   help="train the generator on every position of a window in one pass (models/per_position.py)")  # fmt: skip
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if torch.device(args.device).type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     profile = "quick" if args.quick else args.profile or ("gpu" if args.device.startswith("cuda") else "cpu")
-    plan = scale_time(PLANS[profile](), args.time_scale)
-    if args.item_head is not None:  # the A/B of the item head: same plan, head weight W
-        plan = dataclasses.replace(plan, onerec=dataclasses.replace(plan.onerec, item_loss_weight=args.item_head),
-                                   onerec_train=dataclasses.replace(plan.onerec_train, item_weight=args.item_head))  # fmt: skip
+    # The generator's A/B switches on the same plan: item head W, architecture, per-position.
+    plan = with_generator(scale_time(PLANS[profile](), args.time_scale), args.arch, args.per_position, args.item_head)
     metrics = run(args.data, args.format, plan, args.device, args.name, args.out, args.ids)
     print(quality_report.table(metrics))
     return metrics
