@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from bench import quality_report
-from bench.quality_plans import PLANS, Plan
+from bench.quality_plans import PLANS, Plan, with_generator
 from models import data, item_codes
 from models.onerec import build
 from models.sasrec import SASRec
@@ -139,7 +139,8 @@ def _row(test: dict[str, Any], wall_s: float, **extra: Any) -> dict[str, Any]:
     return {**keep, "wall_s": round(wall_s, 1), **extra}
 
 
-def run_sasrec(loo, plan: Plan, loss: str, out: Path, device: str) -> tuple[SASRec, dict[str, Any]]:
+def run_sasrec(loo, plan: Plan, loss: str, out: Path, device: str,
+               score_test: bool = True) -> tuple[SASRec, dict[str, Any]]:  # fmt: skip
     tc = dataclasses.replace(plan.sasrec_train if loss == "ce" else plan.bce_train, device=device,
                              out_dir=str(out / f"sasrec_{loss}"))  # fmt: skip
     cfg = dataclasses.replace(plan.sasrec, n_items=loo.n_items, loss=loss)
@@ -147,7 +148,8 @@ def run_sasrec(loo, plan: Plan, loss: str, out: Path, device: str) -> tuple[SASR
     model = SASRec(cfg).to(device)
     Path(tc.out_dir).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    result = train(model, SASRecTask(loo, cfg, tc), tc, cfg, {"data": "bench"}, eval_limit=plan.eval_users)
+    result = train(model, SASRecTask(loo, cfg, tc), tc, cfg, {"data": "bench"}, eval_limit=plan.eval_users,
+                   score_test=score_test)  # fmt: skip
     return model, _row(result["test"], time.perf_counter() - t0, valid=result["valid"],
                        params=sum(p.numel() for p in model.parameters()))  # fmt: skip
 
@@ -181,8 +183,10 @@ def _autocast(device: str, plan: Plan):
 
 
 def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str | None = None,
-        out_root: str | Path = "var/reports/quality", ids: str = "behaviour") -> dict[str, Any]:  # fmt: skip
-    """All stages; returns (and writes) the metrics dict."""
+        out_root: str | Path = "var/reports/quality", ids: str = "behaviour",
+        valid_only: bool = False) -> dict[str, Any]:  # fmt: skip
+    """All stages; returns (and writes) the metrics dict. ``valid_only`` never scores the test
+    split (A/B of a changed configuration: its rows carry ``valid`` only)."""
     name = name or Path(root).name
     out = Path(out_root) / name
     runs = out / "runs"
@@ -204,7 +208,8 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
     metrics: dict[str, Any] = {"dataset": name, "profile": plan.name, "device": _device_name(device)}
     metrics.update(stages=stages, published=quality_report.published(name), protocol=PROTOCOL)
     t0 = time.perf_counter()
-    sasrec, metrics["sasrec"] = run_sasrec(loo, plan, "ce", runs, device)
+    metrics["valid_only"] = valid_only
+    sasrec, metrics["sasrec"] = run_sasrec(loo, plan, "ce", runs, device, score_test=not valid_only)
     stage("train_sasrec_ce", t0)
     quality_report.write(out, metrics)  # partial results survive a killed run
 
@@ -222,7 +227,7 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
         score = result["valid"].get("recall@10", -1.0)
         if best is None or score > best[0]:
             best = (score, source, model, task, result)
-        if ids == "both":  # side by side: each ID source's generator is reported on test too
+        if ids == "both" and not valid_only:  # side by side: each ID source's generator is reported on test too
             t0 = time.perf_counter()
             with _autocast(device, plan):
                 test = task.evaluate(model, "test", beam_size=plan.onerec_train.test_beam_size or None)
@@ -230,7 +235,9 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
             metrics[f"onerec_{source}"] = _row(test, result["wall_s"], valid=result["valid"], sid_source=source)
     _, source, model, task, result = best
     t0 = time.perf_counter()
-    if ids == "both":  # already scored side by side
+    if valid_only:
+        test = {}
+    elif ids == "both":  # already scored side by side
         test = metrics[f"onerec_{source}"]
     else:
         with _autocast(device, plan):  # the generator chosen on valid (the choice never sees test)
@@ -238,14 +245,15 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
         stage("test_onerec", t0)
     metrics["onerec"] = _row(test, result["wall_s"], valid=result["valid"], sid_source=source,
                              params=result["params"], beam_size=plan.onerec_train.test_beam_size,
-                             item_weight=test.get("item_weight", 0.0))  # fmt: skip
+                             item_weight=test.get("item_weight", 0.0), architecture=plan.onerec.architecture,
+                             per_position=plan.onerec.per_position)  # fmt: skip
     if "generative" in test:  # the same beams in their own order: what the item head's rerank adds
         metrics["onerec_beam_order"] = {**test["generative"], "item_weight": 0.0, "sid_source": source}
     metrics["onerec_candidates"] = candidates
     quality_report.write(out, metrics)
 
     t0 = time.perf_counter()
-    _, metrics["sasrec_bce"] = run_sasrec(loo, plan, "bce", runs, device)
+    _, metrics["sasrec_bce"] = run_sasrec(loo, plan, "bce", runs, device, score_test=not valid_only)
     stage("train_sasrec_bce", t0)
 
     metrics.update(
@@ -254,6 +262,12 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
     )  # fmt: skip
     quality_report.write(out, metrics)
     return metrics
+
+
+def valid_view(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics with each model's validation figures in place of test (for the table)."""
+    view = {k: {**v, **v["valid"]} if isinstance(v, dict) and "valid" in v else v for k, v in metrics.items()}
+    return {**view, "published": {}, "profile": f"{metrics['profile']} (VALIDATION, test not scored)"}
 
 
 def scale_time(plan: Plan, factor: float) -> Plan:
@@ -294,17 +308,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--time-scale", type=float, default=1.0, help="multiply every model's time box (busy machines)")
     p.add_argument("--item-head", type=float, metavar="W",
                    help="item-head loss and rerank weight (default: the profile's, 1; 0 = the generator alone)")  # fmt: skip
+    p.add_argument("--arch", choices=["encoder_decoder", "lazy_decoder"],
+                   help="generator architecture (default: the profile's; lazy_decoder = OneRec-V2, no item head)")  # fmt: skip
+    p.add_argument("--valid-only", action="store_true",
+                   help="never score the test split: the table shows validation (A/B of a changed configuration)")  # fmt: skip
+    p.add_argument("--per-position", action="store_true",
+                   help="train the generator on every position of a window in one pass (models/per_position.py)")  # fmt: skip
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if torch.device(args.device).type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     profile = "quick" if args.quick else args.profile or ("gpu" if args.device.startswith("cuda") else "cpu")
-    plan = scale_time(PLANS[profile](), args.time_scale)
-    if args.item_head is not None:  # the A/B of the item head: same plan, head weight W
-        plan = dataclasses.replace(plan, onerec=dataclasses.replace(plan.onerec, item_loss_weight=args.item_head),
-                                   onerec_train=dataclasses.replace(plan.onerec_train, item_weight=args.item_head))  # fmt: skip
-    metrics = run(args.data, args.format, plan, args.device, args.name, args.out, args.ids)
-    print(quality_report.table(metrics))
+    # The generator's A/B switches on the same plan: item head W, architecture, per-position.
+    plan = with_generator(scale_time(PLANS[profile](), args.time_scale), args.arch, args.per_position, args.item_head)
+    metrics = run(args.data, args.format, plan, args.device, args.name, args.out, args.ids, args.valid_only)
+    print(quality_report.table(valid_view(metrics) if args.valid_only else metrics))
     return metrics
 
 

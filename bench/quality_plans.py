@@ -166,4 +166,31 @@ def cpu_long() -> Plan:
     return dataclasses.replace(plan, name="cpu_long", onerec_train=tc)
 
 
+def with_generator(plan: Plan, arch: str | None = None, per_position: bool = False,
+                   item_head: float | None = None) -> Plan:  # fmt: skip
+    """The plan with the generator's A/B switches: architecture, per-position training, item head.
+
+    ``lazy_decoder`` (OneRec-V2) has no encoder, so no item head: its weight is forced to 0 (the
+    generator alone). ``per_position`` trains on windows, every position a target
+    (models/per_position.py), on the short-term pathway only (the others would see the future).
+    ``item_head`` W sets the head's loss and rerank weight (0 = the generator alone).
+    """
+    onerec, tc = plan.onerec, plan.onerec_train
+    if item_head is not None:
+        onerec, tc = (
+            dataclasses.replace(onerec, item_loss_weight=item_head),
+            dataclasses.replace(tc, item_weight=item_head),
+        )
+    if arch == "lazy_decoder":  # one replace: the config refuses an item head without an encoder
+        onerec, tc = (
+            dataclasses.replace(onerec, architecture=arch, item_loss_weight=0.0),
+            dataclasses.replace(tc, item_weight=0.0),
+        )
+    elif arch:
+        onerec = dataclasses.replace(onerec, architecture=arch)
+    if per_position:
+        onerec = dataclasses.replace(onerec, per_position=True, pos_len=0, lifelong_len=0)
+    return dataclasses.replace(plan, onerec=onerec, onerec_train=tc)
+
+
 PLANS = {"quick": quick, "cpu": cpu, "cpu_long": cpu_long, "gpu": gpu, "gpu_long": gpu_long}

@@ -71,6 +71,13 @@ class OneRecConfig:
     # the same reason). Beam search may then rerank its candidates with the head
     # (``beam.rerank``); every output still comes from the constrained beam.
     item_loss_weight: float = 0.0
+    # Per-position training (``models/per_position.py``): one sample is a window of a training
+    # sequence and every position in it is a target, decoded from the context before it (causal
+    # encoder / context mask), as SASRec learns -- about ``short_len`` targets per sample instead
+    # of one. Needs the short-term pathway alone (``pos_len = lifelong_len = 0``: those pathways
+    # summarise the whole history and would show later positions their own targets) and
+    # ``session_len = 1``. Inference is unchanged: the newest position sees the whole context.
+    per_position: bool = False
 
     def __post_init__(self) -> None:
         positive = ("levels", "codes_per_level", "n_items", "d_model", "n_heads", "n_kv_heads", "n_dec_layers")
@@ -91,6 +98,8 @@ class OneRecConfig:
             raise ValueError(f"item_loss_weight must be >= 0, got {self.item_loss_weight}")
         if self.item_loss_weight and self.architecture != "encoder_decoder":
             raise ValueError("item_loss_weight needs the encoder (architecture encoder_decoder)")
+        if self.per_position and (self.pos_len or self.lifelong_len or self.session_len != 1):
+            raise ValueError("per_position needs pos_len = lifelong_len = 0 and session_len = 1 (causal context)")
 
     @property
     def level_sizes(self) -> tuple[int, ...]:

@@ -161,12 +161,18 @@ def from_training_examples(table: Any, item_index: Mapping[str, int] | None = No
 
 def sasrec_windows(train: Ragged, max_len: int) -> np.ndarray:
     """``(N, max_len + 1)`` windows ending at ``n, n - max_len, ...``: every next-item target once."""
+    return window_rows(train, max_len)[1]
+
+
+def window_rows(train: Ragged, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows (N,), windows (N, max_len + 1))``: ``sasrec_windows`` with each window's sequence row."""
     rows, ends = [], []
     for r, n in enumerate(train.lengths):
         for end in range(int(n), 1, -max_len):
             rows.append(r)
             ends.append(end)
-    return train.tail(np.array(rows, dtype=np.int64), np.array(ends, dtype=np.int64), max_len + 1)
+    rows_, ends_ = np.array(rows, dtype=np.int64), np.array(ends, dtype=np.int64)
+    return rows_, train.tail(rows_, ends_, max_len + 1)
 
 
 def sasrec_batch(windows: np.ndarray, idx: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -248,9 +254,41 @@ def onerec_batch(
     }
     if targets.shape[1] == cfg.session_len:
         batch["target_codes"] = item_codes[targets].reshape(len(idx), -1)
-    if ex.seqs.ts is not None and ex.target_ts is not None:
+    # Per-position models never see the gap (it is relative to one request time, not to each
+    # position's): leave it masked at inference too, as in training.
+    if ex.seqs.ts is not None and ex.target_ts is not None and not cfg.per_position:
         age = ex.target_ts[idx][:, None] - ex.seqs.tail(rows, ends, cfg.short_len, ts=True)
         batch["short_gap"] = np.where(short > 0, gap_bucket(age, cfg.n_gap_buckets), 0)
+    return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)) for k, v in batch.items()}
+
+
+@dataclass
+class PositionExamples:
+    """Per-position samples (``cfg.per_position``): windows of ``short_len + 1`` training items."""
+
+    rows: np.ndarray  # (N,) sequence row of each window
+    windows: np.ndarray  # (N, short_len + 1), left-padded
+    users: np.ndarray  # (N,) static-pathway user bucket
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def position_examples(data: LeaveOneOut, cfg: OneRecConfig) -> PositionExamples:
+    """Every training sequence cut into windows (``window_rows``): each next item a target once."""
+    rows, windows = window_rows(data.train, cfg.short_len)
+    return PositionExamples(rows, windows, user_buckets(data.users, cfg.n_user_buckets)[rows])
+
+
+def position_batch(ex: PositionExamples, idx: Sequence[int], item_codes: np.ndarray) -> dict[str, torch.Tensor]:
+    """Windows ``idx``: ``short_items (B, T)``, ``target_items (B, T)`` (0 = no target: padding, or a
+    sequence's first item), ``target_codes (B, T, L)``; position ``t``'s target follows item ``t``."""
+    idx = np.asarray(idx)
+    w = ex.windows[idx]
+    inputs = w[:, :-1]
+    targets = w[:, 1:] * (inputs > 0)
+    batch = {"user": ex.users[idx], "short_items": inputs, "target_items": targets,
+             "target_codes": item_codes[targets] * (targets > 0)[..., None]}  # fmt: skip
     return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)) for k, v in batch.items()}
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models import per_position
 from models.config import OneRecConfig
 from models.moe import MoE, SwiGLU
 
@@ -233,6 +234,8 @@ class SemanticIdGenerator(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """``(loss, logits)``: mean next-token CE; logits ``(B, T, max K)``, -inf past a level's K."""
+        if batch["target_codes"].dim() == 3:  # (B, T, L): every position of a window (cfg.per_position)
+            return per_position.forward(self, batch)
         target = batch["target_codes"]
         state = self.encode_context(batch)
         h = self.decode(state, target[:, :-1])

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor, nn
 
+from models import per_position
 from models.config import OneRecConfig
 from models.generator import (  # noqa: F401  (re-exported: callers import them from here)
     Attention,
@@ -87,12 +88,16 @@ class OneRec(SemanticIdGenerator):
 
     def encode_context(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x, mask = self.context(batch)
+        # Per-position models encode causally: position p sees the static token and items <= p.
+        enc_mask = per_position.causal_context_mask(mask) if self.cfg.per_position else mask[:, None, None, :]
         for blk in self.encoder:
-            x = blk(x, mask[:, None, None, :])
+            x = blk(x, enc_mask)
         memory = self.enc_norm(x)
         state = {"mask": mask}
         if self.cfg.item_loss_weight:  # the most recent short-term item's position (static token first)
             state["user"] = memory[:, self.cfg.short_len]
+            if self.cfg.per_position and self.training:  # the item head's input at every position
+                state["positions"] = memory[:, 1 : 1 + self.cfg.short_len]
         for i, blk in enumerate(self.decoder):
             state[f"k{i}"], state[f"v{i}"] = blk.cross.project_kv(memory)
         return state

@@ -66,17 +66,26 @@ class OneRecTask:
     def __init__(self, loo: data.LeaveOneOut, cfg: OneRecConfig, tc: TrainConfig, codes: np.ndarray) -> None:
         self.loo, self.cfg, self.tc, self.codes = loo, cfg, tc, codes
         self.trie = SemanticIdTrie.from_item_codes(codes, cfg.level_sizes)
-        self.train = data.training_examples(loo, cfg)
+        # Per-position: a sample is a window whose every position is a target (models/per_position.py).
+        self.train = data.position_examples(loo, cfg) if cfg.per_position else data.training_examples(loo, cfg)
         self.n_examples = len(self.train)
 
     def batch(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        if self.cfg.per_position:
+            return data.position_batch(self.train, idx, self.codes)
         return data.onerec_batch(self.train, idx, self.cfg, self.codes)
 
+    def targets(self, batch: dict[str, torch.Tensor]) -> int:
+        """Target items in the batch (one per sample, or every non-padding position per window)."""
+        return int((batch["target_items"] > 0).sum()) if self.cfg.per_position else len(batch["target_codes"])
+
     def tokens(self, batch: dict[str, torch.Tensor]) -> int:
-        return batch["target_codes"].numel()
+        return self.targets(batch) * self.cfg.target_len
 
     def flops(self, batch: dict[str, torch.Tensor]) -> float:
-        return flops.train_flops(len(batch["target_codes"]) * flops.onerec_forward_flops(self.cfg))
+        # Per-position: counted as one point-wise sample per target, an upper bound (the encoder
+        # runs once per window, not once per target).
+        return flops.train_flops(self.targets(batch) * flops.onerec_forward_flops(self.cfg))
 
     def evaluate(self, model: nn.Module, split: str, limit: int | None = None,
                  beam_size: int | None = None) -> dict[str, Any]:  # fmt: skip

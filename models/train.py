@@ -267,6 +267,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ds", help="day of the table partition to train on")
     p.add_argument("--preset", default="small")
     p.add_argument("--architecture", choices=["encoder_decoder", "lazy_decoder"])
+    p.add_argument("--per-position", action="store_true",
+                   help="every position of a window is a target (short-term pathway only; models/per_position.py)")  # fmt: skip
     p.add_argument("--loss", choices=["ce", "bce"], help="SASRec loss (default: the preset's)")
     p.add_argument("--codes", help=".npy semantic IDs (n_items + 1, L + 1); default: derived from behaviour")
     p.add_argument("--out", help="output dir (default: the preset's out_dir)")
@@ -324,6 +326,8 @@ def main(argv: list[str] | None = None) -> dict:
         codes, k, dedup, codes_version = item_codes(args.codes, loo, p.onerec, out, rank, world)
         cfg = dataclasses.replace(p.onerec, n_items=loo.n_items, levels=codes.shape[1] - 1, codes_per_level=k,
                                   dedup_codes=dedup, architecture=args.architecture or p.onerec.architecture)  # fmt: skip
+        if args.per_position:  # the pathways that summarise the whole history would see the future
+            cfg = dataclasses.replace(cfg, per_position=True, pos_len=0, lifelong_len=0)
         model, task = build(cfg, codes), OneRecTask(loo, cfg, tc, codes)
         versions = {"data": data_version, "codebook": codes_version}
     torch.manual_seed(tc.seed + rank)  # different dropout masks per rank
