@@ -60,12 +60,11 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from conf.settings import SemanticIdSettings, Settings
-from jobs import delta
+from jobs import arrow_frames, delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
 from jobs.schemas import ITEM_EMBEDDINGS, ITEM_SID_MAPPING, ITEM_SIDS
 from jobs.stage_report import write_stage_json
@@ -121,16 +120,8 @@ def collect_sample(emb: DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
     """
     sample = emb.select("item_id", "embedding").orderBy(F.xxhash64("item_id"), "item_id").limit(size)
     table = sample.toArrow().sort_by("item_id")
-    ids = np.asarray(table.column("item_id").to_pylist(), dtype=str)
-    if not len(ids):
-        return ids, np.zeros((0, 0), np.float32)
-    lists = table.column("embedding").combine_chunks()
-    lengths = np.diff(lists.offsets.to_numpy())
-    if (lengths != lengths[0]).any():
-        bad = ids[np.flatnonzero(lengths != lengths[0])[0]]
-        raise ValueError(f"gold.item_embeddings: item {bad!r} has a {lengths.max()}-d/{lengths.min()}-d mix of widths")
-    x = lists.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(ids), int(lengths[0]))
-    return ids, x
+    ids = arrow_frames.string_column(table, "item_id")
+    return ids, arrow_frames.vector_matrix(table, "embedding", "gold.item_embeddings sample")
 
 
 def catalogue_digest(emb: DataFrame) -> tuple[int, str]:

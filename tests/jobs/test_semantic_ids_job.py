@@ -105,3 +105,53 @@ def test_choose_k_follows_sqrt_n_within_bounds(lake_cfg):
     assert semantic_ids.choose_k(400, s) == 32 and semantic_ids.choose_k(12_000, s) == 128
     assert semantic_ids.choose_k(10, s) == s.min_codes_per_level
     assert semantic_ids.choose_k(10**9, s) == s.max_codes_per_level
+
+
+def test_spark_dedup_equals_resolve_collisions_and_assign_new(spark):
+    from models.rq_kmeans import assign_new, resolve_collisions
+
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 3, (80, 2)).astype(np.int32)  # 80 items on 9 prefixes: many collisions
+    ids = [f"i{k:02d}" if k % 3 else f"I{k}" for k in range(80)]  # mixed case: code-point order
+    df = spark.createDataFrame(
+        [(i, [int(c) for c in r]) for i, r in zip(ids, codes, strict=True)], "item_id string, codes array<int>"
+    )
+    got = {r.item_id: tuple(r.codes) for r in semantic_ids.with_dedup(df, 2).collect()}
+    want = resolve_collisions(codes, ids)
+    assert got == {i: tuple(int(c) for c in r) for i, r in zip(ids, want, strict=True)}
+
+    existing = dict(zip([tuple(int(c) for c in r) for r in want[:50]], ids[:50], strict=True))  # 30 items retire
+    current = spark.createDataFrame([(i, list(t)) for t, i in existing.items()], "item_id string, codes array<int>")
+    new_codes = rng.integers(0, 3, (20, 2)).astype(np.int32)
+    new_ids = [f"n{k:02d}" for k in range(20)]
+    new = spark.createDataFrame([(i, [int(c) for c in r]) for i, r in zip(new_ids, new_codes, strict=True)], df.schema)
+    got = {
+        r.item_id: tuple(r.codes)
+        for r in semantic_ids.with_dedup(new, 2, semantic_ids.next_free_codes(current, 2)).collect()
+    }
+    want = assign_new(existing, new_codes, new_ids)
+    assert got == {i: tuple(int(c) for c in r) for i, r in zip(new_ids, want, strict=True)}
+
+
+def test_full_fit_on_a_sample_encodes_the_rest_in_spark(spark, lake_cfg):
+    cfg = _cfg(lake_cfg)
+    s = cfg.item.semantic_ids.model_copy(update={"fit_sample_size": 25})
+    cfg = cfg.model_copy(update={"item": cfg.item.model_copy(update={"semantic_ids": s})})
+    delta.overwrite(_embeddings(spark, 90), cfg.table_path("item_embeddings"))
+    report = semantic_ids.run(cfg, DS, spark, mode="full")
+    assert report["items"] == 90 and report["fit_sample_items"] == 25
+    metrics = json.loads((semantic_ids.codebook_root(cfg) / report["codebook_version"] / "metrics.json").read_text())
+    assert metrics["fit_sample_size"] == 25 and metrics["fit_sample_items"] == 25 and metrics["n_items"] == 90
+    assert metrics["balanced"]["n_items"] == 25  # quality figures are the sample's
+    sids = _sids(spark, cfg, report["codebook_version"])
+    assert len(sids) == 90 and len(set(sids.values())) == 90
+    # The 65 items outside the sample have their nearest-centroid codes.
+    from models import codebook_io
+    from models.rq_kmeans import encode
+
+    codebook, _ = codebook_io.load(semantic_ids.codebook_root(cfg) / report["codebook_version"])
+    rows = delta.read(spark, cfg.table_path("item_embeddings")).orderBy("item_id").collect()
+    enc = encode(np.array([r.embedding for r in rows], np.float32), codebook)
+    agree = sum(tuple(int(c) for c in e) == sids[r.item_id][:LEVELS] for r, e in zip(rows, enc, strict=True))
+    assert agree >= 65  # every non-sample item, plus sample items whose balanced code is the nearest
+    assert semantic_ids.run(cfg, DS, spark, mode="full").get("skipped")  # same inputs: no new fit
