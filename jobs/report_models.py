@@ -7,13 +7,14 @@ model stages skipped, or a data-only run) give an empty section, never a failed 
 
 from __future__ import annotations
 
-import html
 import json
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from conf.settings import Settings
+from jobs.report_html import fmt as _fmt
+from jobs.report_html import render
 
 METRICS = ("recall@10", "ndcg@10", "mean_reward", "legal_rate", "coverage@10", "diversity@10")
 
@@ -54,49 +55,21 @@ def model_section(cfg: Settings, ds: date, promotion: dict | None) -> dict[str, 
     return section
 
 
-def _fmt(value: Any, pattern: str = "{:.4f}") -> str:
-    if isinstance(value, bool) or value is None:
-        return "-" if value is None else str(value)
-    return pattern.format(value) if isinstance(value, int | float) else str(value)
-
-
-def _rows(rows: list[list[Any]], head: list[str], row_id: str | None = None) -> str:
-    ident = f' id="{row_id}"' if row_id else ""
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table{ident}><tr>{th}</tr>{body}</table>"
-
-
 def model_html(section: dict[str, Any]) -> str:
     """HTML for ``model_section``: a promotion verdict first, then the gates, training and alignment."""
-    parts: list[str] = []
-    promo = section.get("promotion")
-    if promo:
-        verdict = "PROMOTED" if promo.get("promoted") else "NOT PROMOTED"
-        parts.append(
-            f'<p id="promotion"><b>{verdict}</b>: candidate {html.escape(str(promo.get("candidate")))}, '
-            f"champion {html.escape(str(promo.get('champion_before')))} -> "
-            f"{html.escape(str(promo.get('champion_after')))}. {html.escape(str(promo.get('reason', '')))}</p>"
-        )
-        gates = [
-            [
-                g.get("metric"),
-                g.get("candidate"),
-                g.get("champion"),
-                g.get("threshold"),
-                "pass" if g.get("passed") else "FAIL",
-            ]
-            for g in promo.get("gates") or []
+    promo = section.get("promotion") or {}
+    gates = [
+        [
+            g.get("metric"),
+            g.get("candidate"),
+            g.get("champion"),
+            g.get("threshold"),
+            "pass" if g.get("passed") else "FAIL",
         ]
-        if gates:
-            parts.append(_rows(gates, ["gate", "candidate", "champion", "threshold", "result"], "gates"))
-    else:
-        parts.append("<p>no model stages ran for this day</p>")
-    if section.get("train"):
-        parts.append("<h3>Training</h3>" + _rows([[k, v] for k, v in section["train"].items()], ["", "value"]))
+        for g in promo.get("gates") or []
+    ]
     align = section.get("align")
-    if align:
-        rows = [[m, align["before"].get(m), align["after"].get(m)] for m in METRICS if m in align["before"]]
-        title = f"<h3>Alignment ({html.escape(str(align['method']))}, {align['steps']} steps, {_fmt(align['step_s'], '{:.2f}')} s/step)</h3>"
-        parts.append(title + _rows(rows, ["metric", "before", "after"], "alignment"))
-    return "".join(parts)
+    align_rows = (
+        [[m, align["before"].get(m), align["after"].get(m)] for m in METRICS if m in align["before"]] if align else []
+    )
+    return str(render("model.html.j2", section=section, gates=gates, align_rows=align_rows))

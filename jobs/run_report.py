@@ -8,15 +8,16 @@ accounting, quarantine counts by reason, sequence length distributions,
 validation outcomes, and the semantic-ID codebook (utilisation per level, collision
 rate before/after the dedup code, max/mean cluster size -- now and at the fit --
 and how many new items were encoded on ``ds``), and the models (training, alignment
-before/after, the promotion decision with every gate: jobs/report_models.py). Plots are PNGs embedded in the page, so the file works
-offline and can be mailed around.
+before/after, the promotion decision with every gate: jobs/report_models.py), and
+each task's wall time (``timings.json``, written by the runner after the DAG run, which
+then re-renders the page: :func:`add_timings`). Plots are PNGs embedded in the page, so
+the file works offline and can be mailed around. The page is a Jinja2 template
+(``jobs/templates/run_report.html.j2``, autoescaped); only counts are collected, never
+per-user rows.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import logging
 from datetime import date
@@ -27,7 +28,9 @@ from pyspark.sql import functions as F
 from conf.settings import Settings
 from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
+from jobs.report_html import render as render_template
 from jobs.report_models import model_html, model_section
+from jobs.report_plots import plots as _plots
 from jobs.stage_report import day_report_dir
 
 log = logging.getLogger(__name__)
@@ -43,51 +46,15 @@ def _read(spark, cfg: Settings, table: str):
     return delta.read(spark, cfg.table_path(table), BY_TABLE[table])
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _plots(
-    daily: list[tuple[str, int]], lengths: dict[str, list[int]], reward_curve: list | None = None
-) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = {}
-    if daily:
-        fig, ax = plt.subplots(figsize=(8, 2.8))
-        ax.bar([d for d, _ in daily], [n for _, n in daily], color="#4c72b0")
-        ax.set_title("accepted events per day")
-        ax.tick_params(axis="x", labelrotation=70, labelsize=7)
-        out["events_per_day"] = _png(fig)
-        plt.close(fig)
-    if any(lengths.values()):
-        fig, axes = plt.subplots(1, len(lengths), figsize=(10, 2.8))
-        for ax, (name, values) in zip(axes, lengths.items(), strict=True):
-            ax.hist(values or [0], bins=20, color="#55a868")
-            ax.set_title(f"{name} length (users active on ds)", fontsize=9)
-        out["sequence_lengths"] = _png(fig)
-        plt.close(fig)
-    if reward_curve and len(reward_curve) > 1:
-        fig, ax = plt.subplots(figsize=(5, 2.6))
-        ax.plot([s for s, _ in reward_curve], [r for _, r in reward_curve], marker="o", color="#c44e52")
-        ax.set_title("alignment: mean reward of the rollouts per step", fontsize=9)
-        out["alignment_reward"] = _png(fig)
-        plt.close(fig)
-    return out
-
-
 def collect(cfg: Settings, ds: date) -> dict:
     """Gather the report's numbers for ``ds`` (no HTML)."""
     from jobs.spark import get_spark
 
     spark = get_spark(cfg)
     run_dir = day_report_dir(cfg, ds)
-    stages = {p.stem: json.loads(p.read_text()) for p in sorted(run_dir.glob("*.json")) if p.stem != "report"}
+    stages = {
+        p.stem: json.loads(p.read_text()) for p in sorted(run_dir.glob("*.json")) if p.stem not in ("report", "timings")
+    }
     day = F.lit(ds).cast("date")
     data: dict = {"ds": ds.isoformat(), "stages": stages, "tables": {}}
     events = _read(spark, cfg, "events")
@@ -110,18 +77,19 @@ def collect(cfg: Settings, ds: date) -> dict:
         for r in q_day.orderBy("source_file", "source_line").limit(15).collect()
     ]
     feats = _read(spark, cfg, "user_features").where(F.col("ds") == day)
-    rows = feats.select(
-        F.size("short_item_ids").alias("short"),
-        F.size("positive_item_ids").alias("positive"),
-        F.size("lifelong_item_ids").alias("lifelong"),
-    ).collect()
-    data["sequence_lengths"] = {k: [int(r[k]) for r in rows] for k in ("short", "positive", "lifelong")}
+    # Counts only: (length, users) per distinct length, bounded by the caps, not by the user base.
+    sizes = {"short": "short_item_ids", "positive": "positive_item_ids", "lifelong": "lifelong_item_ids"}
+    data["sequence_lengths"] = {
+        name: sorted([int(r["n"]), int(r["count"])] for r in feats.groupBy(F.size(col).alias("n")).count().collect())
+        for name, col in sizes.items()
+    }
+    n_features = sum(users for _, users in data["sequence_lengths"]["short"])
     data["tables"] = {
         "bronze.events[ds]": events.where(F.col("event_date") == day).count(),
         "bronze.items": _read(spark, cfg, "items").count(),
         "bronze.users": _read(spark, cfg, "users").count(),
         "silver.user_history": _read(spark, cfg, "user_history").count(),
-        "gold.user_features[ds]": len(rows),
+        "gold.user_features[ds]": n_features,
         "quarantine (all)": quarantine.count(),
     }
     data["codebook"] = codebook_section(spark, cfg, ds, stages.get("semantic_ids", {}))
@@ -164,22 +132,24 @@ def codebook_section(spark, cfg: Settings, ds: date, stage: dict) -> dict | None
 
 def _codebook_html(cb: dict | None) -> str:
     if not cb:
-        return "<p>no codebook yet</p>"
+        return str(render_template("codebook.html.j2", cb=None, summary={}, levels=[]))
     now, fit = cb["now"], cb["at_fit"]
 
     def per_level(d: dict, key: str, level: int, fmt: str = "{:.3f}") -> str:
         values = d.get(key) or []
         return fmt.format(values[level]) if level < len(values) else "-"
 
-    rows = "".join(
-        f"<tr><td>{lv}</td><td class=n>{k}</td><td class=n>{per_level(now, 'utilisation', lv)}</td>"
-        f"<td class=n>{per_level(fit, 'utilisation', lv)}</td><td class=n>{per_level(now, 'cluster_size_max', lv, '{}')}</td>"
-        f"<td class=n>{per_level(now, 'cluster_size_mean', lv, '{:.1f}')}</td></tr>"
+    levels = [
+        {
+            "level": lv,
+            "k": k,
+            "utilisation": per_level(now, "utilisation", lv),
+            "at_fit": per_level(fit, "utilisation", lv),
+            "max": per_level(now, "cluster_size_max", lv, "{}"),
+            "mean": per_level(now, "cluster_size_mean", lv, "{:.1f}"),
+        }
         for lv, k in enumerate(now["k_per_level"])
-    )
-    head = (
-        "<tr><th>level</th><th>K</th><th>utilisation</th><th>at fit</th><th>max cluster</th><th>mean cluster</th></tr>"
-    )
+    ]
     summary = {
         "version (mode today)": f"{cb['version']} ({cb['mode'] or '?'})",
         "items": now["n_items"],
@@ -194,20 +164,16 @@ def _codebook_html(cb: dict | None) -> str:
         summary["plain RQ-KMeans at fit: utilisation / collisions"] = (
             f"{[round(u, 3) for u in plain['utilisation']]} / {plain['collision_rate_before']:.3f}"
         )
-    return _table(summary, ("codebook", "value")) + f"<table>{head}{rows}</table>"
-
-
-def _table(rows: dict, head: tuple[str, str]) -> str:
-    body = "".join(
-        f"<tr><td>{html.escape(str(k))}</td><td class=n>{html.escape(str(v))}</td></tr>" for k, v in rows.items()
-    )
-    return f"<table><tr><th>{head[0]}</th><th>{head[1]}</th></tr>{body or '<tr><td colspan=2>none</td></tr>'}</table>"
+    return str(render_template("codebook.html.j2", cb=cb, summary=summary, levels=levels))
 
 
 def render(data: dict) -> str:
-    """The HTML page for ``collect()``'s numbers."""
+    """The HTML page for ``collect()``'s numbers (and the runner's ``timings``, when present)."""
+    from markupsafe import Markup
+
     curve = ((data.get("model") or {}).get("align") or {}).get("reward_curve")
-    plots = _plots(data["events_per_day"], data["sequence_lengths"], curve)
+    timings = data.get("timings") or {}
+    plots = {k: v for k, v in _plots(data["events_per_day"], data["sequence_lengths"], curve, timings).items() if v}
     ingest = data["stages"].get("ingest", {}).get("events", {})
     validation = {
         f"{table}": "passed" if res.get("success") else f"FAILED ({res.get('failures')} failures)"
@@ -215,26 +181,22 @@ def render(data: dict) -> str:
         if stage.startswith("validation")
         for table, res in payload.items()
     }
-    imgs = "".join(f'<figure><img alt="{k}" src="data:image/png;base64,{v}"></figure>' for k, v in plots.items())
-    examples = "".join(
-        f"<tr><td>{html.escape(e['table'])}</td><td>{html.escape(Path(e['file']).name)}:{e['line']}</td>"
-        f"<td>{html.escape(e['reason'])}</td></tr>"
-        for e in data["quarantine_examples"]
-    )
     accounting = f"{ingest.get('raw', '?')} raw rows = {ingest.get('accepted', '?')} accepted + {ingest.get('quarantined', '?')} quarantined"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>onerec_daily {data["ds"]}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:.5em 0 1.5em}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} td.n{{text-align:right}} img{{max-width:100%}}</style></head>
-<body><h1>onerec_daily — {data["ds"]}</h1>
-<h2>Ingest</h2><p id="accounting">{html.escape(accounting)}</p>
-<h2>Tables</h2>{_table(data["tables"], ("table", "rows"))}
-<h2>Quarantine by reason (this day)</h2>{_table(data["quarantine_by_reason"], ("reason", "rows"))}
-<table><tr><th>table</th><th>source</th><th>reason</th></tr>{examples}</table>
-<h2>Data quality</h2>{_table(validation, ("table", "result"))}
-<h2 id="codebook">Semantic-ID codebook</h2>{_codebook_html(data.get("codebook"))}
-<h2 id="model">Model: training, alignment, promotion</h2>{model_html(data.get("model") or {})}
-<h2>Plots</h2>{imgs}
-</body></html>"""
+    tasks = [(f"{dag_id}: {t['task_id']}", t["seconds"]) for dag_id, run in timings.items() for t in run["tasks"]]
+    slowest = {name: f"{sec:.1f}" for name, sec in sorted(tasks, key=lambda x: -(x[1] or 0))[:8] if sec is not None}
+    return str(
+        render_template(
+            "run_report.html.j2",
+            data=data,
+            accounting=accounting,
+            validation=validation,
+            codebook_html=Markup(_codebook_html(data.get("codebook"))),
+            model_html=Markup(model_html(data.get("model") or {})),
+            timings=timings,
+            slowest=slowest,
+            plots=plots,
+        )
+    )
 
 
 def run(cfg: Settings, ds: date) -> Path:
@@ -243,10 +205,38 @@ def run(cfg: Settings, ds: date) -> Path:
     out = day_report_dir(cfg, ds)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(data, indent=2, default=str))
-    page = out / "index.html"
-    page.write_text(render(data))
+    page = _write_page(out, data)
     log.info("run report ds=%s: %s", ds, page)
     return page
+
+
+def _write_page(out: Path, data: dict) -> Path:
+    timings = out / "timings.json"
+    if timings.exists():
+        data = {**data, "timings": json.loads(timings.read_text())}
+    page = out / "index.html"
+    page.write_text(render(data))
+    return page
+
+
+def add_timings(cfg: Settings, ds: date, dag_id: str, tasks: list[dict], wall_s: float) -> Path:
+    """Record one DAG run's task timings in ``timings.json`` (per DAG) and re-render the day's page.
+
+    ``tasks``: task_id, state, start, end (ISO) and seconds, as the runner read them from
+    the DAG run. The page is re-rendered from ``report.json`` (no Spark); a day whose
+    report task did not run keeps only the JSON.
+    """
+    out = day_report_dir(cfg, ds)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "timings.json"
+    timings = json.loads(path.read_text()) if path.exists() else {}
+    task_s = sum(t["seconds"] or 0 for t in tasks)
+    timings[dag_id] = {"wall_s": round(wall_s, 2), "task_s": round(task_s, 2), "tasks": tasks}
+    path.write_text(json.dumps(timings, indent=2))
+    report = out / "report.json"
+    if report.exists():
+        _write_page(out, json.loads(report.read_text()))
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:

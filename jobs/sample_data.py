@@ -33,6 +33,7 @@ settings give byte-identical files.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -47,6 +48,8 @@ from conf.settings import SampleSettings
 from jobs.raw_contract import INTERACTION_FIELDS
 
 SECONDS_PER_DAY = 86_400
+# Bump when the generator's output changes for the same settings: old samples then regenerate.
+GENERATOR_VERSION = 1
 CSV_HEADER = ",".join(INTERACTION_FIELDS)
 USERS_HEADER = "user_id,age,gender,region"
 
@@ -769,6 +772,12 @@ def generate(settings: SampleSettings, out_root: Path) -> dict:
     return manifest
 
 
+def settings_fingerprint(settings: SampleSettings) -> str:
+    """A short hash of the settings and generator version: a sample is stale when it differs."""
+    text = json.dumps({"generator": GENERATOR_VERSION, **settings.model_dump(mode="json")}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _manifest(settings: SampleSettings, world: World, rows_per_day: dict[str, int], broken_rows: list[dict]) -> dict:
     """Counts a test or a stage can reconcile against (no paths or clocks: stays byte-stable)."""
     by_class = {cls: sum(1 for b in broken_rows if b["class"] == cls) for cls in BROKEN_CLASSES}
@@ -776,6 +785,7 @@ def _manifest(settings: SampleSettings, world: World, rows_per_day: dict[str, in
     return {
         "generator": "jobs.sample_data",
         "settings": settings.model_dump(mode="json"),
+        "fingerprint": settings_fingerprint(settings),
         "days": list(rows_per_day),
         "interactions": sum(rows_per_day.values()),
         "rows_per_day": rows_per_day,
