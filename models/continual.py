@@ -158,7 +158,7 @@ def load_generator(directory: str | Path) -> SemanticIdGenerator:
     return model.eval()
 
 
-def read_delta(path: str | Path, where: str | None = None) -> pd.DataFrame:
+def read_delta(path: str | Path, where: str | None = None, storage_options: dict | None = None) -> pd.DataFrame:
     """Rows of a Delta table as pandas, through its log. DataFusion's reader (deltalake's
     ``QueryBuilder``) honours deletion vectors, which Spark-written tables use and the pyarrow
     dataset path refuses. ``where``: a SQL predicate on table ``t``, e.g. ``ds = DATE '2026-10-05'``."""
@@ -166,7 +166,7 @@ def read_delta(path: str | Path, where: str | None = None) -> pd.DataFrame:
     from deltalake import DeltaTable, QueryBuilder
 
     sql = "SELECT * FROM t" + (f" WHERE {where}" if where else "")
-    table = pa.table(QueryBuilder().register("t", DeltaTable(str(path))).execute(sql).read_all())
+    table = pa.table(QueryBuilder().register("t", DeltaTable(str(path), storage_options=storage_options)).execute(sql).read_all())
     return table.cast(pa.schema([f.with_type(_plain(f.type)) for f in table.schema])).to_pandas()
 
 
@@ -187,10 +187,10 @@ def _plain(t):
     return t
 
 
-def read_examples(table: str | Path, ds: str) -> pd.DataFrame:
+def read_examples(table: str | Path, ds: str, storage_options: dict | None = None) -> pd.DataFrame:
     """The leave_one_out rows of one day of ``gold.training_examples``."""
     day = str(ds)[:10]
-    return read_delta(table, f"protocol = 'leave_one_out' AND ds = DATE '{day}'")
+    return read_delta(table, f"protocol = 'leave_one_out' AND ds = DATE '{day}'", storage_options)
 
 
 def main(argv: list[str] | None = None) -> dict:
