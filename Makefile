@@ -20,7 +20,7 @@ DATA ?=
 FORMAT ?=
 RUN_ARGS := --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(FORMAT),--format $(FORMAT))
 
-.PHONY: venv run backfill test lint bench-sequences bench-quality bench-alignment serve bench-serve clean help
+.PHONY: venv run backfill test cluster-test lint bench-sequences bench-quality bench-alignment serve bench-serve clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -42,6 +42,9 @@ backfill: venv  ## replay START..END (any order gives the same tables)
 
 test: venv  ## run the whole test suite
 	$(PY) -m pytest -q tests
+
+cluster-test: venv  ## onerec_daily on a loopback Spark cluster + S3 lake + Celery, tables == local[2] (tests/cluster)
+	$(PY) -m pytest -q tests/cluster
 
 lint: venv  ## ruff
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

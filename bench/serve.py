@@ -75,7 +75,8 @@ def _known_users(cfg, limit: int) -> list[str]:
     """User ids from gold.user_features (any day), for a realistic mix of histories."""
     from models.continual import read_delta
 
-    return sorted(set(read_delta(cfg.table_path("user_features"))["user_id"].astype(str)))[:limit]
+    users = read_delta(cfg.table_path("user_features"), storage_options=cfg.lake_storage_options())
+    return sorted(set(users["user_id"].astype(str)))[:limit]
 
 
 def run_load(base_url: str, users: list[str], requests: int, concurrency: int, k: int, cold_share: float,

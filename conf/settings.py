@@ -115,6 +115,10 @@ class AirflowSettings(_Frozen):
     # GPU workers. Locally the defaults (every slot, one queue); conf/cluster.yaml names "gpu".
     gpu_pool: str = "default_pool"
     gpu_queue: str = "default"
+    # Every task that writes a lake table or the online store, in both DAGs (dags.common.lake_writers):
+    # with a 1-slot pool the daily and the weekly DAG never write at the same moment. Locally the
+    # default pool (dag.test runs one task at a time anyway); conf/cluster.yaml names "lake_writer".
+    lake_pool: str = "default_pool"
 
 
 class FeastSettings(_Frozen):
@@ -378,6 +382,9 @@ class Settings(_Frozen):
     home: str = "var"
     lake_root: str = "{home}/lake"
     reports_dir: str = "{home}/reports"
+    # Alignment models and codebooks, which Spark executors load: on a cluster a folder every
+    # node mounts at the same path (conf/cluster.yaml: the shared /data/onerec volume).
+    artifacts_root: str = "{home}/artifacts"
     spark: SparkSettings = SparkSettings()
     source: SourceSettings = SourceSettings()
     sample: SampleSettings = SampleSettings()
@@ -404,6 +411,14 @@ class Settings(_Frozen):
     def home_path(self) -> Path:
         return Path(self.resolve("{home}"))
 
+    @property
+    def artifacts_path(self) -> Path:
+        """``artifacts_root`` as a local path; an object-store URI is refused (executors open files)."""
+        root = self.resolve(self.artifacts_root)
+        if "://" in root:
+            raise ValueError(f"artifacts_root={root!r}: must be a folder mounted on every node, not a URI")
+        return Path(root)
+
     def table(self, name: str) -> TableSpec:
         if name not in self.tables:
             raise KeyError(f"unknown table {name!r}; known: {sorted(self.tables)}")
@@ -412,6 +427,30 @@ class Settings(_Frozen):
     def table_path(self, name: str) -> str:
         spec = self.table(name)
         return f"{self.resolve(self.lake_root)}/{spec.layer}/{spec.name}"
+
+    def lake_storage_options(self) -> dict[str, str] | None:
+        """delta-rs ``storage_options`` for reading the lake outside Spark (None for a local lake).
+
+        Derived from the S3A settings in ``spark.extra_conf`` (``spark.hadoop.fs.s3a.*``), so
+        Spark and delta-rs reach the same object store from one config; unset keys fall back
+        to delta-rs's own environment lookup (``AWS_*`` variables, instance roles).
+        """
+        if not self.resolve(self.lake_root).startswith(("s3a://", "s3://", "s3n://")):
+            return None
+        s3a = {k.removeprefix("spark.hadoop.fs.s3a."): v for k, v in self.spark.extra_conf.items()
+               if k.startswith("spark.hadoop.fs.s3a.")}  # fmt: skip
+        options = {"AWS_S3_ALLOW_UNSAFE_RENAME": "true"}  # reads only: no locking provider needed
+        for key, name in (("endpoint", "AWS_ENDPOINT_URL"), ("access.key", "AWS_ACCESS_KEY_ID"),
+                          ("secret.key", "AWS_SECRET_ACCESS_KEY"), ("endpoint.region", "AWS_REGION")):  # fmt: skip
+            if s3a.get(key):
+                options[name] = str(s3a[key])
+        if str(s3a.get("connection.ssl.enabled", "true")).lower() == "false":
+            options["AWS_ALLOW_HTTP"] = "true"
+            if "AWS_ENDPOINT_URL" in options and "://" not in options["AWS_ENDPOINT_URL"]:
+                options["AWS_ENDPOINT_URL"] = "http://" + options["AWS_ENDPOINT_URL"]
+        if str(s3a.get("path.style.access", "false")).lower() == "true":
+            options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
+        return options
 
 
 def _absolute(path: str) -> Path:

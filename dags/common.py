@@ -17,6 +17,25 @@ def default_args(retry_delay: timedelta) -> dict:
     return {"owner": "onerec", "retries": 2, "retry_delay": retry_delay, "retry_exponential_backoff": True}
 
 
+# Tasks that write shared state without a table outlet: the Feast registry.
+WRITES_WITHOUT_OUTLET = frozenset({"feast_apply"})
+
+
+def lake_writers(dag, pool: str):
+    """Put every task of ``dag`` that writes a lake table or the online store into ``pool``.
+
+    A writer is a task with an ``onerec://`` outlet (its table's Asset) or one of
+    :data:`WRITES_WITHOUT_OUTLET`. Both DAGs call this with ``airflow.lake_pool``: with one
+    slot (conf/cluster.yaml, created by infra) the daily and the weekly DAG never write
+    the same table at the same time. Returns the DAG.
+    """
+    for task in dag.tasks:
+        outlets = [getattr(o, "uri", "") for o in task.outlets]
+        if task.task_id in WRITES_WITHOUT_OUTLET or any(u.startswith("onerec://") for u in outlets):
+            task.pool = pool
+    return dag
+
+
 def table_asset(table: str) -> Asset:
     """The Asset of a lake table, ``onerec://<layer>/<name>``, for producers and downstream schedules."""
     from conf.settings import DEFAULT_TABLES

@@ -20,7 +20,8 @@ from datetime import timedelta
 
 from airflow.sdk import Asset, dag, task
 
-from dags.common import START_DATE, default_args, table_asset
+from conf.settings import load_settings
+from dags.common import START_DATE, default_args, lake_writers, table_asset
 from jobs import stages
 
 DEFAULT_ARGS = default_args(timedelta(minutes=1))
@@ -95,4 +96,4 @@ def onerec_codebook_weekly():
     )
 
 
-onerec_codebook_weekly()
+lake_writers(onerec_codebook_weekly(), load_settings().airflow.lake_pool)

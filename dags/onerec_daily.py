@@ -29,7 +29,7 @@ from datetime import timedelta
 from airflow.sdk import Asset, dag, task
 
 from conf.settings import load_settings
-from dags.common import START_DATE, default_args, table_asset
+from dags.common import START_DATE, default_args, lake_writers, table_asset
 from jobs import model_stages, stages
 
 # Only where GPU tasks run (pool, Celery queue) is read at parse time; everything else per run.
@@ -79,7 +79,7 @@ def onerec_daily():
         """GX checkpoint for item_pairs (no self pairs, scores positive, top-k per item)."""
         return stages.validate(["item_pairs"], ds, dag_run.conf)
 
-    @task
+    @task(outlets=[table_asset("item_embeddings")])  # when it trains, it re-embeds every item
     def item_alignment(ds=None, dag_run=None):
         """Train the alignment model (and re-embed) only when none exists; else skipped, reason logged."""
         return stages.item_alignment(ds, dag_run.conf)
@@ -197,4 +197,4 @@ def onerec_daily():
     [trained, rewarded] >> align() >> evaluate() >> promote() >> report()
 
 
-onerec_daily()
+lake_writers(onerec_daily(), AIRFLOW.lake_pool)

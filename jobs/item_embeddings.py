@@ -184,7 +184,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def artifacts_root(cfg: Settings) -> Path:
-    return cfg.home_path / "artifacts" / "item_embeddings"
+    return cfg.artifacts_path / "item_embeddings"
 
 
 def config_fingerprint(cfg: Settings) -> str:

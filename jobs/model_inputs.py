@@ -29,14 +29,14 @@ def read_table(cfg: Settings, table: str, where: str | None = None):
     """A table as pandas, through the Delta log (``where``: SQL on its columns; see models.continual.read_delta)."""
     from models.continual import read_delta
 
-    return read_delta(cfg.table_path(table), where)
+    return read_delta(cfg.table_path(table), where, cfg.lake_storage_options())
 
 
 def read_examples(cfg: Settings, ds: date):
     """gold.training_examples[leave_one_out, ds] (the same reader models.continual's CLI uses)."""
     from models.continual import read_examples as read
 
-    return read(cfg.table_path("training_examples"), ds.isoformat())
+    return read(cfg.table_path("training_examples"), ds.isoformat(), cfg.lake_storage_options())
 
 
 def read_events(cfg: Settings, ds: date, days: int):

@@ -76,7 +76,7 @@ _VERSION = re.compile(r"^v\d{8}$")
 
 
 def codebook_root(cfg: Settings) -> Path:
-    return cfg.home_path / "artifacts" / "codebooks"
+    return cfg.artifacts_path / "codebooks"
 
 
 def version_for(ds: date) -> str:

@@ -2,7 +2,9 @@
 
 The session is created once per process (Airflow's in-process ``dags test``,
 pytest, a CLI) and reused: Spark takes seconds to start, and the Delta jars must
-be on ``spark.jars.packages`` before the first SparkContext exists.
+be on ``spark.jars.packages`` before the first SparkContext exists. A session that
+cannot serve the config (another cluster, or without the jars the config needs, such
+as hadoop-aws for an ``s3a://`` lake) is refused with the reason, never reused silently.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def get_spark(cfg: Settings):  # -> pyspark.sql.SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
+        check_session(active, cfg)
         return active
     # Python workers must be this interpreter (the venv's pandas/pyarrow/torch), not
     # whatever `python3` is first on PATH. A cluster sets its own in extra_conf.
@@ -61,3 +64,42 @@ def get_spark(cfg: Settings):  # -> pyspark.sql.SparkSession
     spark.sparkContext.setLogLevel("WARN")
     log.info("spark session started: master=%s version=%s", cfg.spark.master, spark.version)
     return spark
+
+
+class SparkSessionMismatch(RuntimeError):
+    """The process already runs a Spark session that cannot serve this config."""
+
+
+def _is_local(master: str) -> bool:
+    return master == "local" or master.startswith("local[")
+
+
+def check_session(spark, cfg: Settings) -> None:
+    """Raise :class:`SparkSessionMismatch` when ``spark`` can't serve ``cfg``; warn on lesser differences.
+
+    A SparkContext's master and jars are fixed when it starts, so a session on another
+    master (a ``spark://`` cluster vs ``local[N]``) or without the config's packages would
+    run the job somewhere else or fail later on a missing class. Two ``local[N]`` masters
+    only differ in parallelism (same results), and other ``extra_conf`` values may be
+    runtime settings: those are logged, not refused.
+    """
+    conf = spark.sparkContext.getConf()
+    have = conf.get("spark.master", "")
+    want = cfg.spark.master
+    if have != want:
+        if not (_is_local(have) and _is_local(want)):
+            raise SparkSessionMismatch(
+                f"this process already runs a Spark session on master {have!r}, but the config asks for {want!r}; "
+                "a SparkContext cannot change its master: run the config in its own process (or stop the session)"
+            )
+        log.warning("reusing the active Spark session on %s although the config asks for %s", have, want)
+    loaded = {p.strip() for p in (conf.get("spark.jars.packages", "") or "").split(",") if p.strip()}
+    missing = [p for p in cfg.spark.extra_packages if p not in loaded]
+    if missing:
+        raise SparkSessionMismatch(
+            f"the active Spark session was started without {missing} (it has {sorted(loaded)}); "
+            "packages load only when the SparkContext starts: run the config in its own process"
+        )
+    differ = [k for k, v in cfg.spark.extra_conf.items() if conf.get(k, None) != str(v)]
+    if differ:
+        log.warning("reusing the active Spark session whose %s differ from the config's extra_conf", differ)

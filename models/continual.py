@@ -159,10 +159,10 @@ def load_generator(directory: str | Path) -> SemanticIdGenerator:
     return model.eval()
 
 
-def read_examples(table: str | Path, ds: str) -> pd.DataFrame:
+def read_examples(table: str | Path, ds: str, storage_options: dict | None = None) -> pd.DataFrame:
     """The leave_one_out rows of one day of ``gold.training_examples``."""
     day = str(ds)[:10]
-    return read_delta(table, f"protocol = 'leave_one_out' AND ds = DATE '{day}'")
+    return read_delta(table, f"protocol = 'leave_one_out' AND ds = DATE '{day}'", storage_options)
 
 
 def main(argv: list[str] | None = None) -> dict:

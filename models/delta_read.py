@@ -12,15 +12,18 @@ from pathlib import Path
 import pandas as pd
 
 
-def read_delta(path: str | Path, where: str | None = None) -> pd.DataFrame:
+def read_delta(path: str | Path, where: str | None = None, storage_options: dict | None = None) -> pd.DataFrame:
     """Rows of a Delta table as pandas, through its log. DataFusion's reader (deltalake's
     ``QueryBuilder``) honours deletion vectors, which Spark-written tables use and the pyarrow
-    dataset path refuses. ``where``: a SQL predicate on table ``t``, e.g. ``ds = DATE '2026-10-05'``."""
+    dataset path refuses. ``where``: a SQL predicate on table ``t``, e.g. ``ds = DATE '2026-10-05'``;
+    ``storage_options``: delta-rs options for an object-store lake (``Settings.lake_storage_options``)."""
     import pyarrow as pa
     from deltalake import DeltaTable, QueryBuilder
 
     sql = "SELECT * FROM t" + (f" WHERE {where}" if where else "")
-    table = pa.table(QueryBuilder().register("t", DeltaTable(str(path))).execute(sql).read_all())
+    table = pa.table(
+        QueryBuilder().register("t", DeltaTable(str(path), storage_options=storage_options)).execute(sql).read_all()
+    )
     return table.cast(pa.schema([f.with_type(_plain(f.type)) for f in table.schema])).to_pandas()
 
 

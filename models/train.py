@@ -215,20 +215,24 @@ def _finish(model, task, tc, versions, best_valid, last_log, rank, autocast, wal
     return result
 
 
-def load_data(path: str | Path, ds: str | None = None) -> tuple[data.LeaveOneOut, str]:
-    """A Beauty-style text file, or a ``gold.training_examples`` table (Delta, else parquet) -> data, version."""
+def load_data(path: str | Path, ds: str | None = None, storage_options: dict | None = None
+              ) -> tuple[data.LeaveOneOut, str]:  # fmt: skip
+    """A Beauty-style text file, or a ``gold.training_examples`` table (Delta, else parquet) -> data, version.
+
+    An object-store URI (``s3a://...``) is a Delta table, read with ``storage_options``."""
+    uri = str(path) if "://" in str(path) else None  # pathlib would fold an URI's "//"
     path = Path(path)
-    if path.is_file():
+    if uri is None and path.is_file():
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         return data.leave_one_out(data.read_amazon_sequences(path)), f"{path.name}@sha256:{digest}"
     filters = [("protocol", "=", "leave_one_out")]
-    if (path / "_delta_log").is_dir():  # read through the Delta log, never the raw parquet files
+    if uri or (path / "_delta_log").is_dir():  # read through the Delta log, never the raw parquet files
         from deltalake import DeltaTable
 
         from models.delta_read import read_delta  # DataFusion: honours Spark's deletion vectors
 
-        version = f"delta:{path.name}@v{DeltaTable(str(path)).version()}"
-        df = read_delta(path, "protocol = 'leave_one_out'")
+        version = f"delta:{path.name}@v{DeltaTable(uri or str(path), storage_options=storage_options).version()}"
+        df = read_delta(uri or path, "protocol = 'leave_one_out'", storage_options)
     else:
         import pyarrow.parquet as pq
 

@@ -188,7 +188,7 @@ def popular_items(cfg, limit: int = 1000) -> list[str]:
     from models.continual import read_delta  # honours deletion vectors (Spark-written tables use them)
 
     try:
-        stats = read_delta(cfg.table_path("item_stats"))
+        stats = read_delta(cfg.table_path("item_stats"), storage_options=cfg.lake_storage_options())
     except (TableNotFoundError, FileNotFoundError):
         return []
     latest = stats.sort_values("ds").groupby("item_id", as_index=False).last()

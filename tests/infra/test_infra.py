@@ -502,7 +502,9 @@ def test_compose_environment_gives_a_valid_cluster_config(monkeypatch):
     cfg = _settings_under(monkeypatch, _onerec_env(env))
     cluster = load_settings("cluster")
     assert cfg.spark.master == "spark://spark-master:7077"
-    assert cfg.home == cluster.home and not cfg.resolve(cfg.lake_root).startswith("s3a://")
+    # compose keeps its lake on the shared volume by default; cluster.yaml's s3a:// lake is the other
+    # choice (the compose header says how), and runs for real in tests/cluster (conf/cluster-loopback.yaml)
+    assert cfg.home == cluster.home and cfg.resolve(cfg.lake_root) in {"/data/onerec/lake", cluster.lake_root}
     # the env override replaces spark.extra_conf as a whole: it must keep cluster.yaml's keys
     assert set(cluster.spark.extra_conf) <= set(cfg.spark.extra_conf)
     # Feast: its own Redis (not the Celery broker), SQL registry in the compose Postgres
@@ -789,3 +791,18 @@ def test_helm_environment_gives_a_valid_cluster_config(monkeypatch):
     _k8s_doc("PersistentVolumeClaim", claim)
     mount = values["workers"]["extraVolumeMounts"][0]["mountPath"]
     assert cfg.home == mount and cfg.source.path.startswith(mount + "/")
+
+
+def test_cluster_loopback_conf_is_cluster_yaml_on_loopback():
+    """conf/cluster-loopback.yaml (tests/cluster runs it) differs from cluster.yaml only in hosts and sizes."""
+    cluster, loop = load_settings("cluster"), load_settings("cluster-loopback")
+    assert loop.lake_root == cluster.lake_root and loop.lake_root.startswith("s3a://")
+    assert loop.spark.master.startswith("spark://127.0.0.1:") and cluster.spark.master.startswith("spark://")
+    assert loop.spark.extra_packages[0] == cluster.spark.extra_packages[0] == "org.apache.hadoop:hadoop-aws:3.5.0"
+    assert (loop.airflow.executor, loop.feast.online_store) == (cluster.airflow.executor, cluster.feast.online_store)
+    assert loop.airflow.lake_pool == cluster.airflow.lake_pool == "lake_writer"
+    assert urlsplit(loop.airflow.sql_alchemy_conn).scheme == urlsplit(cluster.airflow.sql_alchemy_conn).scheme
+    assert urlsplit(loop.airflow.sql_alchemy_conn).password is None, "the password comes with the test's override"
+    extra = loop.spark.extra_conf
+    assert extra["spark.driver.host"] == "127.0.0.1" and "127.0.0.1" in extra["spark.hadoop.fs.s3a.endpoint"]
+    assert not any("secret" in k.lower() or "access.key" in k.lower() for k in extra), "credentials come from env"
