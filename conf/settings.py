@@ -337,6 +337,40 @@ class ModelSettings(_Frozen):
     promote: PromoteSettings = PromoteSettings()
 
 
+class MaintenanceSettings(_Frozen):
+    """Weekly table maintenance (jobs/maintenance.py, run by onerec_codebook_weekly)."""
+
+    tables: tuple[str, ...] = (
+        "events",
+        "user_events",
+        "user_state",
+        "user_features",
+        "training_examples",
+        "item_pairs",
+        "item_stats",
+        "item_state",
+        "user_items",
+    )
+    # OPTIMIZE ... ZORDER BY the join key, so a read for some users/items skips the other files.
+    zorder: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {
+            "events": ("user_id",),
+            "user_events": ("user_id",),
+            "user_state": ("user_id",),
+            "user_features": ("user_id",),
+            "item_state": ("item_id",),
+            "user_items": ("item_id", "user_id"),
+        }  # fmt: skip
+    )
+    # Date-partitioned tables: only the partitions of the last N days up to ds are rewritten
+    # (older ones were optimized by earlier runs and do not change); None: every partition.
+    partition_days: int | None = 8
+    purge_deletion_vectors: bool = True
+    # VACUUM keeps files a version younger than this still needs: time travel (and a replay
+    # reading an older version) works this far back. Delta refuses less than 168 h unless told.
+    vacuum_retention_hours: float = 168.0
+
+
 class TableSpec(_Frozen):
     """One Delta table: its logical name, layer, partition columns and keys."""
 
@@ -351,7 +385,10 @@ DEFAULT_TABLES: dict[str, TableSpec] = {
     "items": TableSpec(name="items", layer="bronze", keys=("item_id",)),
     "users": TableSpec(name="users", layer="bronze", keys=("user_id",)),
     "quarantine": TableSpec(name="quarantine", layer="quarantine", keys=("source_table", "source_file", "source_line")),
-    "user_history": TableSpec(name="user_history", layer="silver", keys=("user_id",)),
+    "user_events": TableSpec(
+        name="user_events", layer="silver", partition_by=("event_date",), keys=("user_id", "event_date")
+    ),
+    "user_state": TableSpec(name="user_state", layer="silver", keys=("user_id",)),
     "user_features": TableSpec(name="user_features", layer="gold", partition_by=("ds",), keys=("user_id", "ds")),
     "training_examples": TableSpec(
         name="training_examples",
@@ -373,6 +410,9 @@ DEFAULT_TABLES: dict[str, TableSpec] = {
         name="user_lifelong_compressed", layer="gold", partition_by=("ds",), keys=("user_id", "ds")
     ),
     "item_stats": TableSpec(name="item_stats", layer="gold", partition_by=("ds",), keys=("item_id", "ds")),
+    # jobs/item_stats.py's running totals: one row per item, and the distinct (item, user) pairs seen.
+    "item_state": TableSpec(name="item_state", layer="silver", keys=("item_id",)),
+    "user_items": TableSpec(name="user_items", layer="silver", keys=("item_id", "user_id")),
 }
 
 
@@ -396,6 +436,7 @@ class Settings(_Frozen):
     feast: FeastSettings = FeastSettings()
     item: ItemSettings = ItemSettings()
     model: ModelSettings = ModelSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     tables: dict[str, TableSpec] = Field(default_factory=lambda: dict(DEFAULT_TABLES))
 
     # ---- derived paths -------------------------------------------------

@@ -1,7 +1,7 @@
 """onerec_daily: the daily data plane of the generative recommender.
 
 User side: ingest -> validate_bronze -> sequences -> validate_sequences.
-Item side, after the sequences (pairs read silver.user_history):
+Item side, after the sequences (pairs read silver.user_events):
 item_pairs -> validate_item_pairs -> item_alignment -> item_embeddings ->
 validate_item_embeddings -> semantic_ids -> validate_item_sids -> lifelong ->
 validate_lifelong; item_stats -> validate_item_stats runs beside them (bronze only).
@@ -61,13 +61,13 @@ def onerec_daily():
 
     @task(outlets=[Asset("onerec://gold/user_features")])
     def sequences(ds=None, dag_run=None):
-        """Incremental lifelong history MERGE and the gold feature snapshot."""
+        """The day's history chunk, the bounded per-user state MERGE and the gold feature snapshot."""
         return stages.sequences(ds, dag_run.conf)
 
     @task(retries=0)
     def validate_sequences(ds=None, dag_run=None):
-        """GX checkpoints for user_history and user_features."""
-        return stages.validate(["user_history", "user_features"], ds, dag_run.conf)
+        """GX checkpoints for user_events[ds], user_state and user_features[ds]."""
+        return stages.validate(["user_events", "user_state", "user_features"], ds, dag_run.conf)
 
     @task(outlets=[table_asset("item_pairs")])
     def item_pairs(ds=None, dag_run=None):

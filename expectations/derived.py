@@ -104,16 +104,51 @@ def _events() -> list[Derived]:
     ]
 
 
-def _user_history() -> list[Derived]:
-    by_ts_then_item = "({a}.ts < {b}.ts OR ({a}.ts = {b}.ts AND {a}.item_id <= {b}.item_id))"
+_BY_TS_THEN_ITEM = "({a}.ts < {b}.ts OR ({a}.ts = {b}.ts AND {a}.item_id <= {b}.item_id))"
+
+
+def _user_events() -> list[Derived]:
     return [
         _size("events"),
-        _non_decreasing("events", "_events_sorted", by_ts_then_item),
+        _non_decreasing("events", "_events_sorted", _BY_TS_THEN_ITEM),
         Derived(
-            "_events_by_day_total",
-            "aggregate(map_values(`events_by_day`), CAST(0 AS BIGINT), (acc, x) -> acc + x)",
-            ("events_by_day",),
-            "events counted per day (includes events dropped by the cap)",
+            "_events_on_date",
+            _flag(("events", "event_date"), "forall(`events`, e -> e.event_date = `event_date`)"),
+            ("events", "event_date"),
+            "every event of the chunk is dated the chunk's day",
+        ),
+        Derived(
+            "_positives_counted",
+            _flag(("events", "n_positive"), "size(filter(`events`, e -> coalesce(e.positive, false))) = `n_positive`"),
+            ("events", "n_positive"),
+            "n_positive counts the chunk's positive events",
+        ),
+    ]
+
+
+def _user_state() -> list[Derived]:
+    return [
+        _size("recent"),
+        _size("positives"),
+        _non_decreasing("recent", "_recent_sorted", _BY_TS_THEN_ITEM),
+        _non_decreasing("positives", "_positives_sorted", _BY_TS_THEN_ITEM),
+        Derived(
+            "_recent_before_last",
+            "CAST(size(filter(`recent`, e -> e.event_date < `last_date`)) AS INT)",
+            ("recent", "last_date"),
+            "events of recent dated before last_date (at most recent_len)",
+        ),
+        Derived(
+            "_recent_ends_on_last_date",
+            _flag(("recent", "last_date"), "element_at(`recent`, -1).event_date = `last_date`"),
+            ("recent", "last_date"),
+            "the last event of recent is on last_date",
+        ),
+        Derived(
+            "_days_span",
+            "CAST(datediff(`last_date`, `first_date`) + 1 AS BIGINT)",
+            ("first_date", "last_date"),
+            "days from first to last active day, both included",
         ),
     ]
 
@@ -228,7 +263,8 @@ def level_column(level: int) -> str:
 
 _BUILDERS = {
     "events": _events,
-    "user_history": _user_history,
+    "user_events": _user_events,
+    "user_state": _user_state,
     "user_features": _user_features,
     "training_examples": _training_examples,
     "item_pairs": _item_pairs,

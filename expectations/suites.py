@@ -145,18 +145,35 @@ def _quarantine(cfg: Settings) -> list[Expectation]:
     return [_warn("ExpectColumnValuesToBeInSet", column="source_table", value_set=["events", "items", "users"])]
 
 
-def _user_history(cfg: Settings) -> list[Expectation]:
-    cap = cfg.sequences.lifelong_cap
+def _user_events(cfg: Settings) -> list[Expectation]:
     return [
-        _crit("ExpectColumnValuesToBeBetween", column=length_column("events"), min_value=1, max_value=cap),
+        _crit("ExpectColumnValuesToBeBetween", column=length_column("events"), min_value=1),
+        # Sequences are chunks concatenated in date order: a chunk out of order or on the wrong day breaks them.
         _is_one("_events_sorted"),
-        # events_by_day counts every event, including those the cap dropped.
-        _warn(
-            "ExpectColumnPairValuesAToBeGreaterThanB",
-            column_A="_events_by_day_total",
-            column_B=length_column("events"),
-            or_equal=True,
+        _is_one("_events_on_date"),
+        _crit("ExpectColumnPairValuesToBeEqual", column_A="n_events", column_B=length_column("events")),
+        _is_one("_positives_counted", WARNING),
+    ]
+
+
+def _user_state(cfg: Settings) -> list[Expectation]:
+    from jobs.user_history import recent_len
+
+    return [
+        _crit("ExpectColumnValuesToBeBetween", column=length_column("recent"), min_value=1),
+        _crit("ExpectColumnValuesToBeBetween", column="_recent_before_last", min_value=0, max_value=recent_len(cfg)),
+        _crit(
+            "ExpectColumnValuesToBeBetween",
+            column=length_column("positives"),
+            min_value=0,
+            max_value=cfg.sequences.positive_len,
         ),
+        _is_one("_recent_sorted"),
+        _is_one("_positives_sorted"),
+        _is_one("_recent_ends_on_last_date"),
+        _warn("ExpectColumnPairValuesAToBeGreaterThanB", column_A="n_events", column_B="n_positive", or_equal=True),
+        _warn("ExpectColumnPairValuesAToBeGreaterThanB", column_A="n_events", column_B="active_days", or_equal=True),
+        _warn("ExpectColumnPairValuesAToBeGreaterThanB", column_A="_days_span", column_B="active_days", or_equal=True),
         _warn("ExpectColumnPairValuesAToBeGreaterThanB", column_A="last_ts", column_B="first_ts", or_equal=True),
     ]
 
@@ -258,7 +275,8 @@ def _user_lifelong_compressed(cfg: Settings) -> list[Expectation]:
 _TABLE_RULES = {
     "events": _events,
     "quarantine": _quarantine,
-    "user_history": _user_history,
+    "user_events": _user_events,
+    "user_state": _user_state,
     "user_features": _user_features,
     "training_examples": _training_examples,
     "item_pairs": _item_pairs,

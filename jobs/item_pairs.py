@@ -5,8 +5,9 @@
 Two items are *co-engaged* by a user when both appear within ``window_positions`` positions
 of the user's sequence over the trailing ``window_days`` days ending on ``ds`` (positives only
 by default, where an event without any feedback signal -- ID-only logs -- counts as positive) and, with ``session_gap_minutes`` set, no gap of that length separates them (same
-session). History comes from ``silver.user_history`` filtered to ``event_date <= ds``, so a
-backfill never sees the future. Each user counts once per pair.
+session). History comes from the ``window_days`` partitions of ``silver.user_events`` ending on
+``ds`` (the day chunks: nothing older is read, and a backfill never sees the future). Each user
+counts once per pair.
 
 Scoring: Swing (Yang et al., "Large Scale Product Graph Construction for Recommendation in
 E-commerce", arXiv 2010.05525 -- Alibaba's, and the item-item similarity the OneRec technical
@@ -47,8 +48,9 @@ from pyspark.sql import functions as F
 from conf.settings import ItemPairSettings, Settings
 from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
-from jobs.schemas import ITEM_PAIRS, USER_HISTORY
+from jobs.schemas import ITEM_PAIRS, USER_EVENTS
 from jobs.stage_report import write_stage_json
+from jobs.user_history import cap_tail, user_sequences
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +61,20 @@ IMPLICIT = "(e.rating IS NULL AND e.play_seconds IS NULL AND coalesce(e.flags, 0
 
 
 def build_window_sequences(
-    history: DataFrame, ds: date, window_days: int, positives_only: bool, max_events: int
+    chunks: DataFrame, ds: date, window_days: int, positives_only: bool, max_events: int
 ) -> DataFrame:
     """``(user_id, items, ts)``: each user's events in ``(ds - window_days, ds]``, in order, capped.
 
+    ``chunks``: ``silver.user_events`` rows (any days; only the window's partitions are read).
     ``positives_only`` keeps positive events and signal-free (implicit) ones.
     """
-    lo, hi = delta.date_literal(ds - timedelta(days=window_days - 1)), delta.date_literal(ds)
-    keep = f"e.event_date BETWEEN {lo} AND {hi}"
+    lo, hi = ds - timedelta(days=window_days - 1), ds
+    window = chunks.where(F.col("event_date").between(F.lit(lo).cast("date"), F.lit(hi).cast("date")))
+    arr = F.col("events")
     if positives_only:
-        keep += f" AND (coalesce(e.positive, false) OR {IMPLICIT})"
-    arr = F.expr(f"filter(events, e -> {keep})")
-    capped = F.when(F.size(arr) > max_events, F.slice(arr, F.size(arr) - max_events + 1, max_events)).otherwise(arr)
-    out = history.select("user_id", capped.alias("_ev")).where(F.size("_ev") > 0)
+        arr = F.expr(f"filter(events, e -> coalesce(e.positive, false) OR {IMPLICIT})")
+    capped = cap_tail(arr, max_events)
+    out = user_sequences(window).select("user_id", capped.alias("_ev")).where(F.size("_ev") > 0)
     return out.select(
         "user_id",
         F.transform("_ev", lambda e: e["item_id"]).alias("items"),
@@ -181,9 +184,9 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
 
     spark = spark or get_spark(cfg)
     p = cfg.item.pairs
-    hist_path, out_path = cfg.table_path("user_history"), cfg.table_path("item_pairs")
-    history = delta.read(spark, hist_path, USER_HISTORY)
-    seqs = build_window_sequences(history, ds, p.window_days, p.positives_only, p.max_events_per_user)
+    hist_path, out_path = cfg.table_path("user_events"), cfg.table_path("item_pairs")
+    chunks = delta.read(spark, hist_path, USER_EVENTS)
+    seqs = build_window_sequences(chunks, ds, p.window_days, p.positives_only, p.max_events_per_user)
     pairs = build_item_pairs(seqs, ds, p).cache()
     stats = pairs.agg(F.count("*").alias("rows"), F.countDistinct("item_id").alias("items")).collect()[0]
     spec = cfg.table("item_pairs")

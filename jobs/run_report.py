@@ -88,7 +88,8 @@ def collect(cfg: Settings, ds: date) -> dict:
         "bronze.events[ds]": events.where(F.col("event_date") == day).count(),
         "bronze.items": _read(spark, cfg, "items").count(),
         "bronze.users": _read(spark, cfg, "users").count(),
-        "silver.user_history": _read(spark, cfg, "user_history").count(),
+        "silver.user_events[ds]": _read(spark, cfg, "user_events").where(F.col("event_date") == day).count(),
+        "silver.user_state": _read(spark, cfg, "user_state").count(),
         "gold.user_features[ds]": n_features,
         "quarantine (all)": quarantine.count(),
     }

@@ -97,11 +97,27 @@ HISTORY_EVENT = StructType(
     ]
 )
 
-USER_HISTORY = StructType(
+USER_EVENTS = StructType(
     [
         _f("user_id", StringType(), False),
-        _f("events", ArrayType(HISTORY_EVENT), False),  # sorted by (ts, item_id), last cap kept
-        _f("events_by_day", MapType(DateType(), LongType()), False),  # all events, incl. capped
+        _f("event_date", DateType(), False),  # the partition: one chunk per (user, day)
+        _f("events", ArrayType(HISTORY_EVENT), False),  # the day's events, sorted by (ts, item_id)
+        _f("n_events", LongType(), False),
+        _f("n_positive", LongType(), False),
+    ]
+)
+
+USER_STATE = StructType(
+    [
+        _f("user_id", StringType(), False),
+        # the last recent_len events dated before last_date, then every event of last_date
+        _f("recent", ArrayType(HISTORY_EVENT), False),
+        _f("positives", ArrayType(HISTORY_EVENT), False),  # the last positive_len positive events
+        _f("n_events", LongType(), False),
+        _f("n_positive", LongType(), False),
+        _f("active_days", LongType(), False),
+        _f("first_date", DateType(), False),
+        _f("last_date", DateType(), False),  # the state is as of the end of this day
         _f("first_ts", TimestampType(), False),
         _f("last_ts", TimestampType(), False),
     ]
@@ -209,12 +225,33 @@ ITEM_STATS = StructType(
     ]
 )
 
+ITEM_STATE = StructType(
+    [
+        _f("item_id", StringType(), False),
+        _f("n_events", LongType(), False),  # every interaction up to the end of last_date
+        _f("n_users", LongType(), False),
+        _f("n_positive", LongType(), False),
+        _f("first_seen", TimestampType(), False),
+        _f("last_seen", TimestampType(), False),
+        _f("last_date", DateType(), False),  # the totals are as of the end of this day
+    ]
+)
+
+USER_ITEMS = StructType(
+    [
+        _f("item_id", StringType(), False),
+        _f("user_id", StringType(), False),
+        _f("first_date", DateType(), False),  # the day the user first interacted with the item
+    ]
+)
+
 BY_TABLE = {
     "events": EVENTS,
     "items": ITEMS,
     "users": USERS,
     "quarantine": QUARANTINE,
-    "user_history": USER_HISTORY,
+    "user_events": USER_EVENTS,
+    "user_state": USER_STATE,
     "user_features": USER_FEATURES,
     "training_examples": TRAINING_EXAMPLES,
     "item_pairs": ITEM_PAIRS,
@@ -223,4 +260,6 @@ BY_TABLE = {
     "item_sid_mapping": ITEM_SID_MAPPING,
     "user_lifelong_compressed": USER_LIFELONG_COMPRESSED,
     "item_stats": ITEM_STATS,
+    "item_state": ITEM_STATE,
+    "user_items": USER_ITEMS,
 }

@@ -37,14 +37,14 @@ def ingest(ds: str, run_conf: dict | None = None) -> dict:
 
 
 def sequences(ds: str, run_conf: dict | None = None) -> dict:
-    """bronze.events[ds] -> silver.user_history (MERGE) -> gold.user_features[ds]."""
+    """bronze.events[ds] -> silver.user_events[ds] + silver.user_state (MERGE) -> gold.user_features[ds]."""
     from jobs import sequences as job
 
     return job.run(settings_for_run(run_conf), _day(ds))
 
 
 def item_pairs(ds: str, run_conf: dict | None = None) -> dict:
-    """silver.user_history (trailing window) -> gold.item_pairs[ds] (Swing / cosine, top-k per item)."""
+    """silver.user_events (trailing window) -> gold.item_pairs[ds] (Swing / cosine, top-k per item)."""
     from jobs import item_pairs as job
 
     return job.run(settings_for_run(run_conf), _day(ds))
@@ -96,8 +96,15 @@ def lifelong(ds: str, run_conf: dict | None = None) -> dict:
 
 
 def item_stats(ds: str, run_conf: dict | None = None) -> dict:
-    """bronze.events up to ``ds`` -> gold.item_stats[ds] for the items with events on ``ds``."""
+    """bronze.events[ds] + the running totals -> gold.item_stats[ds] for the items with events on ``ds``."""
     from jobs import item_stats as job
+
+    return job.run(settings_for_run(run_conf), _day(ds))
+
+
+def maintenance(ds: str, run_conf: dict | None = None) -> dict:
+    """OPTIMIZE (Z-order), deletion-vector purge and VACUUM of the big tables; figures -> maintenance.json."""
+    from jobs import maintenance as job
 
     return job.run(settings_for_run(run_conf), _day(ds))
 

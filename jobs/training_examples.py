@@ -11,10 +11,13 @@
   ``valid`` and the third to last ``train`` (its context + target is the whole
   training sequence). Users with fewer than 3 events are skipped.
 
-Contexts come from ``silver.user_history`` filtered by date, which is the same
-as the latest ``gold.user_features`` row at or before the cutoff; reading the
-history keeps the job one pass (the feature store does the point-in-time join
-for the online path, see features/).
+Each reads only what it needs: ``next_day`` the day's chunk (``silver.user_events[ds]``,
+the targets) and the bounded state rows of the users with a target (their context is
+the state's events before ``ds``); ``leave_one_out`` the state rows as of ``ds``
+(``jobs.sequences.state_as_of``: ``recent`` holds the last context + 3 events), never a
+whole history. This is the same as the latest ``gold.user_features`` row at or before
+the cutoff (the feature store does the point-in-time join for the online path, see
+features/).
 
 Written to ``gold.training_examples`` partitioned by (protocol, ds), replaced per run.
 """
@@ -31,8 +34,8 @@ from pyspark.sql import functions as F
 from conf.settings import Settings
 from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
-from jobs.schemas import TRAINING_EXAMPLES
-from jobs.sequences import cap_tail
+from jobs.schemas import TRAINING_EXAMPLES, USER_EVENTS
+from jobs.user_history import cap_tail
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +52,17 @@ def _select(df: DataFrame) -> DataFrame:
     return df.select(*[F.col(f.name).cast(f.dataType) for f in TRAINING_EXAMPLES.fields])
 
 
-def build_next_day(history: DataFrame, ds: date, context_len: int) -> DataFrame:
-    """next_day rows for ``ds``: context before ``ds``, target = ds's positive items."""
-    day = F.lit(ds).cast("date")
-    before = cap_tail(F.filter("events", lambda e: e["event_date"] < day), context_len)
-    target = F.filter("events", lambda e: (e["event_date"] == day) & e["positive"])
-    df = history.select("user_id", before.alias("_ctx"), target.alias("_tgt")).where(F.size("_tgt") > 0)
+def build_next_day(state: DataFrame, day: DataFrame, ds: date, context_len: int) -> DataFrame:
+    """next_day rows for ``ds``: context before ``ds``, target = ds's positive items.
+
+    ``state``: ``user_state`` rows as of ``ds`` of the day's users; ``day``: ``user_events[ds]``.
+    """
+    dt = F.lit(ds).cast("date")
+    target = F.filter("events", lambda e: (e["event_date"] == dt) & e["positive"])
+    targets = day.select("user_id", target.alias("_tgt")).where(F.size("_tgt") > 0)
+    before = cap_tail(F.filter("recent", lambda e: e["event_date"] < dt), context_len)
+    df = targets.join(state.select("user_id", before.alias("_ctx")), "user_id", "left")
+    df = df.select("user_id", F.coalesce("_ctx", F.filter("_tgt", lambda e: F.lit(False))).alias("_ctx"), "_tgt")
     return _select(
         df.select(
             "user_id",
@@ -65,16 +73,16 @@ def build_next_day(history: DataFrame, ds: date, context_len: int) -> DataFrame:
             _ids(F.col("_tgt")).alias("target_item_ids"),
             F.unix_seconds(F.col("_tgt")[0]["ts"]).alias("target_ts"),
             F.lit("next_day").alias("protocol"),
-            day.alias("ds"),
+            dt.alias("ds"),
         )
     )
 
 
-def build_leave_one_out(history: DataFrame, ds: date, context_len: int) -> DataFrame:
-    """leave_one_out rows as of the end of ``ds`` (train/valid/test per user)."""
+def build_leave_one_out(state: DataFrame, ds: date, context_len: int) -> DataFrame:
+    """leave_one_out rows as of the end of ``ds`` (train/valid/test per user) from ``user_state``
+    rows as of ``ds``: ``recent`` ends with the user's last events, context + 3 of them at least."""
     day = F.lit(ds).cast("date")
-    past = F.filter("events", lambda e: e["event_date"] <= day)
-    df = history.select("user_id", past.alias("_past")).where(F.size("_past") >= 3)
+    df = state.select("user_id", F.col("recent").alias("_past")).where(F.size("_past") >= 3)
     splits = F.array(
         *[
             F.struct(F.lit(name).alias("split"), F.lit(offset).alias("offset"))
@@ -105,7 +113,17 @@ def build_leave_one_out(history: DataFrame, ds: date, context_len: int) -> DataF
     )
 
 
-BUILDERS = {"next_day": build_next_day, "leave_one_out": build_leave_one_out}
+def examples(spark: SparkSession, cfg: Settings, protocol: str, ds: date) -> DataFrame:
+    """The rows of ``protocol`` for ``ds``, reading only the tables' parts that protocol needs."""
+    from jobs.sequences import state_as_of
+
+    ctx = cfg.training_examples.context_len
+    if protocol == "next_day":
+        day = delta.read(spark, cfg.table_path("user_events"), USER_EVENTS)
+        day = day.where(F.col("event_date") == F.lit(ds).cast("date"))
+        users = day.where(F.col("n_positive") > 0).select("user_id")
+        return build_next_day(state_as_of(spark, cfg, ds, users), day, ds, ctx)
+    return build_leave_one_out(state_as_of(spark, cfg, ds), ds, ctx)
 
 
 def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
@@ -113,11 +131,10 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
     from jobs.spark import get_spark
 
     spark = spark or get_spark(cfg)
-    history = delta.read(spark, cfg.table_path("user_history"))
     path, spec = cfg.table_path("training_examples"), cfg.table("training_examples")
     counts = {}
     for protocol in cfg.training_examples.protocols:
-        rows = BUILDERS[protocol](history, ds, cfg.training_examples.context_len)
+        rows = examples(spark, cfg, protocol, ds)
         where = f"protocol = '{protocol}' AND ds = {delta.date_literal(ds)}"
         delta.overwrite_partition(rows, path, spec.partition_by, where)
         counts[protocol] = delta.read(spark, path).where(where).count()

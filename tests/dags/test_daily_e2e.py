@@ -25,7 +25,8 @@ TABLES = (
     "items",
     "users",
     "quarantine",
-    "user_history",
+    "user_events",
+    "user_state",
     "user_features",
     "training_examples",
     "item_pairs",
@@ -97,10 +98,11 @@ def test_every_day_succeeds_and_every_table_is_written(daily_run, tiny_cfg, spar
     feats = delta.read(spark, tiny_cfg.table_path("user_features")).where(F.col("ds") == F.lit(day1))
     active = events.where(F.col("event_date") == F.lit(day1)).select("user_id").distinct().count()
     assert feats.count() == active > 0
-    history = delta.read(spark, tiny_cfg.table_path("user_history"))
-    assert history.count() == events.select("user_id").distinct().count()
-    total = history.select(F.sum(F.size("events"))).first()[0]
-    assert total == events.count()
+    state = delta.read(spark, tiny_cfg.table_path("user_state"))
+    assert state.count() == events.select("user_id").distinct().count()
+    assert state.select(F.sum("n_events")).first()[0] == events.count()
+    chunks = delta.read(spark, tiny_cfg.table_path("user_events"))
+    assert chunks.select(F.sum(F.size("events"))).first()[0] == events.count()
     te = delta.read(spark, tiny_cfg.table_path("training_examples")).where(F.col("ds") == F.lit(day1))
     assert {r.protocol for r in te.select("protocol").distinct().collect()} <= {"next_day", "leave_one_out"}
 

@@ -219,30 +219,47 @@ def test_short_sequence_over_cap_raises_naming_the_length_column(spark, lake_cfg
     assert failure["observed"]["partial_unexpected_list"] == [cap + 1]
 
 
-def test_unsorted_history_raises(spark, lake_cfg, validate):
+def test_unsorted_day_chunk_raises(spark, lake_cfg, validate):
     from expectations.report import DataQualityError
 
-    def user(name: str, events: list[dict[str, Any]]) -> dict[str, Any]:
-        ts = [e["ts"] for e in events]
-        return {
-            "user_id": name,
-            "events": events,
-            "events_by_day": {DS: len(events)},
-            "first_ts": min(ts),
-            "last_ts": max(ts),
-        }
+    def chunk(name: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"user_id": name, "event_date": DS, "events": events, "n_events": len(events), "n_positive": 3}
 
     in_order = [_history_event(1, "a"), _history_event(1, "b"), _history_event(2, "a")]
     swapped = [in_order[1], in_order[0], in_order[2]]  # same ts, item_id out of order
-    _write(spark, lake_cfg, "user_history", [user("ok", in_order), user("bad", swapped)])
+    _write(spark, lake_cfg, "user_events", [chunk("ok", in_order), chunk("bad", swapped)])
 
     with pytest.raises(DataQualityError, match="_events_sorted") as err:
-        validate(spark, lake_cfg, "user_history", DS)
+        validate(spark, lake_cfg, "user_events", DS)
 
     assert _critical_columns(err) == {"_events_sorted"}
     (failure,) = err.value.report.critical
     assert failure["observed"]["unexpected_count"] == 1
     assert "bad" in str(err.value)  # the failing row's key is named
+
+
+def test_user_state_with_recent_window_over_its_bound_raises(spark, lake_cfg, validate):
+    from expectations.report import DataQualityError
+    from jobs.user_history import recent_len
+
+    n = recent_len(lake_cfg)
+    day_before = DS - timedelta(days=1)
+
+    def state(name: str, before: int) -> dict[str, Any]:
+        old = [{**_history_event(k, f"i{k:04d}"), "ts": T0 - timedelta(days=1, minutes=-k), "event_date": day_before}
+               for k in range(before)]  # fmt: skip
+        recent = [*old, _history_event(1, "a")]
+        return {"user_id": name, "recent": recent, "positives": [], "n_events": before + 1, "n_positive": 0,
+                "active_days": 2, "first_date": day_before, "last_date": DS, "first_ts": recent[0]["ts"],
+                "last_ts": recent[-1]["ts"]}  # fmt: skip
+
+    _write(spark, lake_cfg, "user_state", [state("ok", n), state("bad", n + 1)])
+
+    with pytest.raises(DataQualityError, match="_recent_before_last") as err:
+        validate(spark, lake_cfg, "user_state", DS)
+
+    assert _critical_columns(err) == {"_recent_before_last"}
+    assert "bad" in str(err.value)
 
 
 def test_spark_engine_finds_the_same_failures_as_pandas(spark, events_cfg, validate):

@@ -7,7 +7,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from conf.settings import ItemPairSettings
 from jobs import delta, item_pairs
-from jobs.schemas import USER_HISTORY
+from jobs.schemas import USER_EVENTS
 
 DS = date(2026, 10, 5)
 
@@ -22,17 +22,20 @@ def no_adaptive_execution(spark):
 
 
 def _history(spark, seqs: dict[str, list[tuple[str, int]]]):
-    """user -> [(item, minutes after 08:00 on DS[, "implicit" | "negative"])], positive by default."""
+    """``user_events`` chunks: user -> [(item, minutes after 08:00 on DS[, "implicit" | "negative"])],
+    positive by default."""
     rows = []
     for user, evs in seqs.items():
-        events = []
+        by_day: dict[date, list] = {}
         for item, minutes, *kind in evs:
             ts = datetime(DS.year, DS.month, DS.day, 8, tzinfo=UTC) + timedelta(minutes=minutes)
             signals = {"implicit": (None, None, None, 0, False), "negative": (1.0, 1.0, 10.0, 0, False)}
-            events.append((ts, item, ts.date(), *signals.get(kind[0] if kind else "", (5.0, 10.0, 10.0, 0, True))))
-        events.sort()
-        rows.append((user, events, {DS: len(events)}, events[0][0], events[-1][0]))
-    return spark.createDataFrame(rows, USER_HISTORY)
+            ev = (ts, item, ts.date(), *signals.get(kind[0] if kind else "", (5.0, 10.0, 10.0, 0, True)))
+            by_day.setdefault(ts.date(), []).append(ev)
+        for day, events in by_day.items():
+            events.sort()
+            rows.append((user, day, events, len(events), sum(1 for e in events if e[-1])))
+    return spark.createDataFrame(rows, USER_EVENTS)
 
 
 # A and B go together for three users who share little else; C/D/E are noise.
@@ -78,9 +81,28 @@ def test_run_writes_partition_and_rerun_leaves_it_identical(spark, lake_cfg):
     cfg = lake_cfg.model_copy(
         update={"item": lake_cfg.item.model_copy(update={"pairs": ItemPairSettings(method="cosine", window_days=2)})}
     )
-    delta.overwrite(_history(spark, SEQS), cfg.table_path("user_history"))
+    delta.overwrite(_history(spark, SEQS), cfg.table_path("user_events"), ("event_date",))
     first = item_pairs.run(cfg, DS, spark)
     before = delta.read(spark, cfg.table_path("item_pairs")).collect()
     second = item_pairs.run(cfg, DS, spark)
     assert first["rows"] == second["rows"] == len(before) > 0
     assertDataFrameEqual(delta.read(spark, cfg.table_path("item_pairs")), before)
+
+
+def test_only_the_window_partitions_are_read(spark, lake_cfg):
+    """Files of a day outside the window are gone from disk: a run that read them would fail."""
+    import shutil
+    from pathlib import Path
+
+    cfg = lake_cfg.model_copy(
+        update={"item": lake_cfg.item.model_copy(update={"pairs": ItemPairSettings(method="cosine", window_days=2)})}
+    )
+    path = cfg.table_path("user_events")
+    delta.overwrite(_history(spark, SEQS), path, ("event_date",))
+    expected = item_pairs.run(cfg, DS, spark)
+    old = DS - timedelta(days=3)  # u7's day, outside the 2-day window
+    (folder,) = [p for p in Path(path).iterdir() if p.name == f"event_date={old.isoformat()}"]
+    shutil.rmtree(folder)
+    assert item_pairs.run(cfg, DS, spark)["rows"] == expected["rows"]
+    with pytest.raises(Exception, match="(?i)not exist|FileNotFound|FILE_NOT_EXIST"):
+        delta.read(spark, path).count()  # the full scan does need them

@@ -53,6 +53,12 @@ def test_the_metadata_lives_in_postgres(pg_day):
 
 def test_the_tasks_wrote_their_tables(pg_day):
     lake = pg_day.home / "lake"
-    for table in ("bronze/events", "quarantine/quarantine", "silver/user_history", "gold/user_features"):
+    for table in (
+        "bronze/events",
+        "quarantine/quarantine",
+        "silver/user_events",
+        "silver/user_state",
+        "gold/user_features",
+    ):
         assert (lake / table / "_delta_log").is_dir(), table
     assert (pg_day.home / "reports" / "runs" / pg_day.ds / "index.html").is_file()
