@@ -14,6 +14,8 @@ export TRANSFORMERS_OFFLINE := 1
 unexport PYTHONDONTWRITEBYTECODE
 CONFIG ?= local
 DS ?=
+# make run replays the first DAYS days of the data (0 = all), then the weekly codebook DAG once.
+DAYS ?= 7
 START ?=
 END ?=
 DATA ?=
@@ -34,11 +36,11 @@ $(VENV)/.ok: requirements.txt
 
 venv: $(VENV)/.ok  ## create the virtual environment
 
-run: venv  ## run onerec_daily through Airflow (DS=day, else every sample day; DATA=dir FORMAT=loader)
-	$(PY) -m dags.runner run $(RUN_ARGS) $(if $(DS),--ds $(DS))
+run: venv  ## onerec_daily on the first DAYS=7 days (0: all) + the weekly DAG, then a summary (DS=day; DATA=dir FORMAT=loader; V=1: logs on the console)
+	$(PY) -m dags.runner run $(RUN_ARGS) $(if $(DS),--ds $(DS),--days $(DAYS) --weekly) $(if $(V),-v)
 
 backfill: venv  ## replay START..END (any order gives the same tables)
-	$(PY) -m dags.runner backfill $(RUN_ARGS) --start $(START) --end $(END)
+	$(PY) -m dags.runner backfill $(RUN_ARGS) --start $(START) --end $(END) $(if $(V),-v)
 
 test: venv  ## run the whole test suite
 	$(PY) -m pytest -q tests

@@ -81,6 +81,11 @@ class IngestSettings(_Frozen):
     rating_max: float = 5.0
     # play_seconds above this multiple of the item's duration is implausible (a logging bug).
     max_play_ratio: float = 20.0
+    # Event dates outside [min, max] are implausible (epoch 0, year 1900 or 2200: a clock or
+    # logging bug): such rows are quarantined and never become a day to replay. The default
+    # floor is the DAGs' start_date (dags/common.py: a day before it cannot run); None: open.
+    min_event_date: date | None = date(1990, 1, 1)
+    max_event_date: date | None = date(2100, 1, 1)
 
 
 class SequenceSettings(_Frozen):

@@ -127,7 +127,9 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
 
     raw = loader.read_events(spark, root, ds, cfg.source.base_date)
     ing = cfg.ingest
-    checked = validate_events(raw, ds, ing.rating_min, ing.rating_max, ing.max_play_ratio)
+    checked = validate_events(
+        raw, ds, ing.rating_min, ing.rating_max, ing.max_play_ratio, ing.min_event_date, ing.max_event_date
+    )
     if ing.reject_unknown_items:
         checked = mark_unknown_items(checked, delta.read(spark, cfg.table_path("items"), ITEMS))
     checked = checked.cache()
@@ -149,6 +151,29 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
     )  # fmt: skip
     _write_report(cfg, ds, report)
     return report
+
+
+def replay_days(cfg: Settings, spark: SparkSession | None = None) -> list[date]:
+    """The days a replay or backfill walks: the loader's event days that ingest accepts as dates.
+
+    A day outside ``ingest.min_event_date`` .. ``max_event_date`` comes only from rows ingest
+    quarantines ("implausible timestamp", on whichever day is walked), so it is dropped
+    here instead of stopping the replay on a day the DAGs cannot run.
+    """
+    from jobs.spark import get_spark
+
+    spark = spark or get_spark(cfg)
+    loader = get_loader(cfg.source.format)
+    days = loader.event_dates(spark, cfg.resolve(cfg.source.path), cfg.source.base_date)
+    lo, hi = cfg.ingest.min_event_date, cfg.ingest.max_event_date
+    kept = [d for d in days if (lo is None or d >= lo) and (hi is None or d <= hi)]
+    if len(kept) < len(days):
+        dropped = sorted(set(days) - set(kept))
+        log.warning(
+            "%d day(s) outside [%s, %s] not replayed (%s..%s): their rows are quarantined as implausible",
+            len(dropped), lo, hi, dropped[0], dropped[-1],
+        )  # fmt: skip
+    return kept
 
 
 def _write_report(cfg: Settings, ds: date, report: dict) -> None:

@@ -23,17 +23,34 @@ def _blank(col: Column) -> Column:
     return col.isNull() | (F.trim(col) == "")
 
 
+# Unix seconds beyond this (the year ~33658) are not a clock: read as unreadable, never cast
+# (under ANSI SQL an overflowing cast fails the whole day's job instead of one row).
+_MAX_ABS_SECONDS = 1e12
+
+
 def parse_timestamp(raw: Column) -> Column:
     """Unix seconds, unix milliseconds (>= 1e11) or ISO-8601 text -> timestamp (null if unreadable)."""
     text = F.trim(raw)
     number = text.try_cast("double")
     from_number = F.when(number >= 1e11, number / 1000.0).otherwise(number)
+    # NaN and +-Infinity fail the bound too (NaN sorts above every number in Spark).
+    from_number = F.when(F.abs(from_number) < _MAX_ABS_SECONDS, from_number)
     iso = F.coalesce(
         F.try_to_timestamp(text),
         F.try_to_timestamp(text, F.lit("yyyy-MM-dd'T'HH:mm:ssX")),
         F.try_to_timestamp(text, F.lit("yyyy-MM-dd HH:mm:ss")),
     )
-    return F.when(number.isNotNull(), F.timestamp_micros((from_number * 1_000_000).cast("long"))).otherwise(iso)
+    return F.when(number.isNotNull(), F.timestamp_micros((from_number * 1_000_000).try_cast("long"))).otherwise(iso)
+
+
+def implausible(event_date: Column, min_date: date | None, max_date: date | None) -> Column:
+    """True where a readable date lies outside ``[min_date, max_date]`` (a bound of None: open)."""
+    out = F.lit(False)
+    if min_date is not None:
+        out = out | (event_date < F.lit(min_date).cast("date"))
+    if max_date is not None:
+        out = out | (event_date > F.lit(max_date).cast("date"))
+    return event_date.isNotNull() & out
 
 
 def parse_flag(raw: Column) -> Column:
@@ -60,16 +77,23 @@ def validate_events(
     rating_min: float,
     rating_max: float,
     max_play_ratio: float,
+    min_date: date | None = None,
+    max_date: date | None = None,
 ) -> DataFrame:
     """Type the raw rows in scope for ``ds`` and attach ``reasons`` (empty = accepted).
 
     In scope: rows dated ``ds``, rows whose date cannot be read, and every row of a
     ``ds=<ds>`` landing folder (a row there dated another day is a mismatch, not lost).
+    A date outside ``[min_date, max_date]`` (e.g. 1900 or 2200: a logging bug, not a day
+    to replay) counts as unreadable: in scope every day, quarantined once (the quarantine
+    MERGE is keyed on file and line), and never a day of its own.
     Duplicates of an accepted (user, item, ts) are rejected, keeping the first by file/line.
     """
     ds_lit = F.lit(ds).cast("date")
     df = raw.withColumn("ts", parse_timestamp(F.col("timestamp")))
-    df = df.withColumn("event_date", F.to_date("ts"))
+    df = df.withColumn("_date", F.to_date("ts"))
+    df = df.withColumn("_implausible", implausible(F.col("_date"), min_date, max_date))
+    df = df.withColumn("event_date", F.when(~F.col("_implausible"), F.col("_date")))
     landing = F.col("source_file").contains(f"/ds={ds.isoformat()}/")
     df = df.where((F.col("event_date") == ds_lit) | F.col("event_date").isNull() | landing)
     for name in NUMERIC_FIELDS:
@@ -86,6 +110,16 @@ def validate_events(
         (_blank(F.col("item_id")), F.lit("missing item_id")),
         (_blank(F.col("timestamp")), F.lit("missing timestamp")),
         (~_blank(F.col("timestamp")) & F.col("ts").isNull(), F.concat(F.lit("bad timestamp: "), shown("timestamp"))),
+        (
+            F.col("_implausible"),
+            F.concat(
+                F.lit("implausible timestamp: "),
+                shown("timestamp"),
+                F.lit(" is "),
+                F.col("_date").cast("string"),
+                F.lit(f", outside [{min_date or '-'}, {max_date or '-'}] (ingest.min/max_event_date)"),
+            ),
+        ),
         (
             F.col("event_date").isNotNull() & (F.col("event_date") != ds_lit),
             F.concat(

@@ -10,6 +10,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BinaryType, DateType, MapType, StructType, TimestampNTZType, TimestampType
 
+from jobs.ingest_rules import parse_timestamp
 from jobs.raw_contract import raw_schema
 
 
@@ -96,15 +97,11 @@ def seconds_from_ms(col: Column) -> Column:
 def utc_days(events: DataFrame) -> list[date]:
     """Sorted distinct UTC days of ``events.timestamp``; unparseable timestamps are skipped.
 
-    Numbers below 1e11 are unix seconds, larger ones milliseconds (1e11 s is the year
-    5138, 1e11 ms is 1973); anything else is tried as an ISO-8601 timestamp.
+    Parsed exactly as ingest parses them (``jobs.ingest_rules.parse_timestamp``: unix
+    seconds, milliseconds from 1e11, ISO-8601), so a replay walks no day ingest would not
+    date a row on.
     """
-    text = F.trim(F.col("timestamp"))
-    number = text.try_cast("double")
-    seconds = F.when(number.isNotNull(), F.when(F.abs(number) >= 1e11, number / 1000).otherwise(number)).otherwise(
-        F.unix_seconds(text.try_cast("timestamp")).cast("double")
-    )
-    # Bounded so the day number always fits an int (and absurd values are ignored).
-    day_no = F.when(F.abs(seconds) < 1e12, F.floor(seconds / 86400).try_cast("int"))
-    days = events.select(F.date_from_unix_date(day_no).alias("d")).where("d IS NOT NULL").distinct().collect()
+    day = F.to_date(parse_timestamp(F.col("timestamp")))
+    # Python dates hold years 1..9999; anything beyond is no day to replay (ingest quarantines it).
+    days = events.select(day.alias("d")).where("d BETWEEN DATE'0001-01-01' AND DATE'9999-12-31'").distinct().collect()
     return sorted(r["d"] for r in days)
