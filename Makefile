@@ -46,7 +46,7 @@ test: venv  ## run the whole test suite
 	$(PY) -m pytest -q tests
 
 cluster-test: venv  ## onerec_daily on a loopback Spark cluster + S3 lake + Celery, tables == local[2] (tests/cluster)
-	$(PY) -m pytest -q tests/cluster
+	ONEREC_CLUSTER_TEST=1 $(PY) -m pytest -q tests/cluster
 
 lint: venv  ## ruff
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

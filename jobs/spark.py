@@ -9,6 +9,7 @@ as hadoop-aws for an ``s3a://`` lake) is refused with the reason, never reused s
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -60,10 +61,49 @@ def get_spark(cfg: Settings):  # -> pyspark.sql.SparkSession
     )
     for key, value in cfg.spark.extra_conf.items():
         builder = builder.config(key, value)
-    spark = configure_spark_with_delta_pip(builder, extra_packages=list(cfg.spark.extra_packages)).getOrCreate()
+    builder = configure_spark_with_delta_pip(builder, extra_packages=list(cfg.spark.extra_packages))
+    packages = builder._options.get("spark.jars.packages", "")  # what delta-pip asked for, + ours
+    builder = builder.config(PACKAGES_KEY, packages)
+    cache = _jar_list(ivy, packages, cfg.spark.extra_conf.get("spark.jars.excludes", ""))
+    jars = _cached_jars(cache)
+    if jars:  # resolved before: skip Ivy (seconds per process; every Celery task starts a driver)
+        builder._options.pop("spark.jars.packages", None)
+        builder = builder.config("spark.jars", ",".join(jars))
+    spark = builder.getOrCreate()
+    if not jars:
+        _save_jars(cache, spark.sparkContext.getConf().get("spark.jars", ""))
     spark.sparkContext.setLogLevel("WARN")
     log.info("spark session started: master=%s version=%s", cfg.spark.master, spark.version)
     return spark
+
+
+# The packages a session was built for, whether Ivy resolved them or the cached jar list served them.
+PACKAGES_KEY = "spark.onerec.packages"
+
+
+def _jar_list(ivy: Path, packages: str, excludes: str) -> Path:
+    key = hashlib.sha256(f"{packages}|{excludes}".encode()).hexdigest()[:16]
+    return ivy / "onerec-jars" / f"{key}.txt"
+
+
+def _cached_jars(cache: Path) -> list[str]:
+    """The jar files Ivy resolved for these packages before, if every one is still there."""
+    if not cache.is_file():
+        return []
+    jars = [line.strip() for line in cache.read_text().splitlines() if line.strip()]
+    if not jars or not all(Path(j.removeprefix("file://")).is_file() for j in jars):
+        return []
+    return jars
+
+
+def _save_jars(cache: Path, jars: str) -> None:
+    files = [j for j in jars.split(",") if j.startswith("file:")]
+    if not files:
+        return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text("\n".join(files) + "\n")
+    os.replace(tmp, cache)  # atomic: processes starting at once never read half a list
 
 
 class SparkSessionMismatch(RuntimeError):
@@ -93,7 +133,8 @@ def check_session(spark, cfg: Settings) -> None:
                 "a SparkContext cannot change its master: run the config in its own process (or stop the session)"
             )
         log.warning("reusing the active Spark session on %s although the config asks for %s", have, want)
-    loaded = {p.strip() for p in (conf.get("spark.jars.packages", "") or "").split(",") if p.strip()}
+    packages = conf.get(PACKAGES_KEY, None) or conf.get("spark.jars.packages", "") or ""
+    loaded = {p.strip() for p in packages.split(",") if p.strip()}
     missing = [p for p in cfg.spark.extra_packages if p not in loaded]
     if missing:
         raise SparkSessionMismatch(

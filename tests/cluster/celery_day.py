@@ -38,13 +38,17 @@ class CeleryDeployment:
         self.cluster, self.home, self.overrides = cluster, home, overrides
         self.cfg = load_settings(CONFIG, overrides)
         self.api_port = free_port()
-        pg = cluster.postgres
         env = {**base_env(), **airflow_env(self.cfg), "ONEREC_CONFIG": CONFIG, "ONEREC_HOME": str(home)}
         env.update({
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{cluster.redis_port}/0",
-            # postgresql+psycopg2: SQLAlchemy 2.1's plain postgresql:// means psycopg 3, not installed
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg.url("airflow"),
+            # Results in Redis, not Postgres: celery 5.7's database backend hands a failed task's
+            # stored exception back as bytes, and the scheduler dies on it (TypeError in
+            # exception_to_python), so one failing task would take the whole deployment down.
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"redis://127.0.0.1:{cluster.redis_port}/1",
+            # The first execution-API call of a task can take tens of seconds on a busy 2-core
+            # machine (the api-server warms up); the default 5 s timeout would fail the task.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "120",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.api_port),
@@ -57,7 +61,9 @@ class CeleryDeployment:
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            # Parse the DAG files once: re-parsing every 30 s takes CPU from the tasks on 2 cores.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
             "AIRFLOW__API__WORKERS": "1",
         })  # fmt: skip
         self.env = env

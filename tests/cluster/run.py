@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-compare", action="store_true", help="skip the local[2] run and the checksums")
     parser.add_argument("--root", default=None, help="working folder (default: a new temp folder, kept)")
     args = parser.parse_args(argv)
+    # SIGTERM (a CI timeout, kill PID) unwinds like Ctrl-C, so the servers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = Path(args.root or tempfile.mkdtemp(prefix="onerec-cluster-"))
     root.mkdir(parents=True, exist_ok=True)
     result = run(root, days=args.days, celery=not args.no_celery, compare=not args.no_compare)
