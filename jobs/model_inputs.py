@@ -46,9 +46,10 @@ def read_events(cfg: Settings, ds: date, days: int):
 
 
 def registries(cfg: Settings):
-    from models.registry import ModelRegistry, registry_for
+    """The generator's and the reward model's registered models (MLflow, ``cfg.mlflow``)."""
+    from models.registry import registry_for
 
-    return registry_for(cfg), ModelRegistry(Path(cfg.resolve(cfg.model.reward.registry_dir)))
+    return registry_for(cfg), registry_for(cfg, "reward")
 
 
 def version_before(registry, alias: str, ds: date):
@@ -69,9 +70,9 @@ def reward_model(cfg: Settings, ds: date):
     from models import reward
 
     _, rewards = registries(cfg)
-    latest = rewards.get("latest")
+    latest = rewards.get("current")
     if latest is None or latest.versions.get("ds", "") > ds.isoformat():
-        latest = version_before(rewards, "latest", ds + timedelta(days=1))
+        latest = version_before(rewards, "current", ds + timedelta(days=1))
     if latest is None:
         return None, [], None
     model, manifest = reward.load(latest.path)
