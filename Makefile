@@ -22,7 +22,7 @@ DATA ?=
 FORMAT ?=
 RUN_ARGS := --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(FORMAT),--format $(FORMAT))
 
-.PHONY: venv run backfill test cluster-test lint bench-sequences bench-quality bench-alignment serve bench-serve clean help
+.PHONY: venv run backfill test cluster-test lint bench-sequences bench-quality bench-alignment serve mlflow-ui bench-serve clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -62,6 +62,9 @@ bench-quality: venv  ## OneRec vs SASRec-CE/BCE, leave-one-out (DATA=dir FORMAT=
 
 serve: venv  ## HTTP endpoint for the champion on 127.0.0.1:8000 (GET /recommend/<user>?k=10)
 	$(PY) -m serving.serve --config $(CONFIG)
+
+mlflow-ui: venv  ## MLflow UI (runs, metric curves, model versions, champion alias) on 127.0.0.1:5000
+	$(PY) -m jobs.mlflow_ui --config $(CONFIG)
 
 bench-serve: venv  ## serving p50/p99 latency and requests/s on loopback (SERVE_ARGS=--synthetic without a champion)
 	$(PY) -m bench.serve --config $(CONFIG) $(SERVE_ARGS)

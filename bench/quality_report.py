@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 from pathlib import Path
@@ -72,41 +71,38 @@ def curves_png(curves: dict[str, list[tuple[int, float]]]) -> str | None:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _cell(key: str, v: Any) -> str:
+    if v is None:
+        return ""
+    return f"{v:.4f}" if isinstance(v, float) and key != "wall_s" else str(v)
+
+
 def _html(metrics: dict[str, Any], curves_b64: str | None = None) -> str:
-    def cells(row: dict[str, Any], extra: tuple[str, ...]) -> str:
-        def fmt(key: str, v: Any) -> str:
-            if v is None:
-                return ""
-            return f"{v:.4f}" if isinstance(v, float) and key != "wall_s" else str(v)
-
-        return "".join(f"<td>{fmt(k, row.get(k))}</td>" for k in (*KEYS, *extra))
-
+    """``report.html`` from ``templates/quality_report.html.j2`` (Jinja2, autoescaped)."""
     extra = ("legal_rate", "coverage@10", "wall_s")
-    head = "".join(f"<th>{h}</th>" for h in ("model", *KEYS, *extra))
     side = tuple(k for k in sorted(metrics) if k.startswith("onerec_") and isinstance(metrics[k], dict)
                  and "recall@10" in metrics[k])  # fmt: skip
-    body = "".join(f"<tr><td>{m}</td>{cells(metrics[m], extra)}</tr>" for m in (*MODELS, *side) if m in metrics)
-    body += "".join(f"<tr class=pub><td>{html.escape(k)} (published)</td>{cells(v, ())}</tr>"
-                    for k, v in metrics.get("published", {}).items() if isinstance(v, dict))  # fmt: skip
-    cand = "".join(
-        f"<tr><td>{html.escape(s)}</td><td>{c['valid'].get('recall@10', 0):.4f}</td>"
-        f"<td>{c['valid'].get('ndcg@10', 0):.4f}</td><td>{c['codes']}</td><td>{c['wall_s']}</td></tr>"
-        for s, c in metrics.get("onerec_candidates", {}).items()
-    )
-    stages = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in metrics.get("stages", {}).items())
-    return f"""<!doctype html><meta charset=utf-8><title>Quality: {html.escape(metrics["dataset"])}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd}}
-tr.pub{{color:#666}}</style>
-<h1>Leave-one-out quality: {html.escape(metrics["dataset"])}</h1>
-<p>{html.escape(metrics.get("protocol", ""))}. Profile <b>{metrics["profile"]}</b> on {html.escape(metrics["device"])},
-total wall time {metrics.get("wall_s", "(unfinished)")} s. Data: {metrics.get("data")}.</p>
-<h2>Test split</h2><table><tr>{head}</tr>{body}</table>
-{f'<h2>Validation curves</h2><img alt="validation curves" src="data:image/png;base64,{curves_b64}">' if curves_b64 else ""}
-<h2>OneRec candidates (semantic-ID source; chosen on valid Recall@10)</h2>
-<table><tr><th>source</th><th>valid R@10</th><th>valid N@10</th><th>codes</th><th>wall s</th></tr>{cand}</table>
-<h2>Stages (seconds)</h2><table>{stages}</table>
-<pre>{html.escape(json.dumps(metrics, indent=1, sort_keys=True))}</pre>
-"""
+    rows = [{"name": m, "cells": [_cell(k, metrics[m].get(k)) for k in (*KEYS, *extra)], "published": False}
+            for m in (*MODELS, *side) if m in metrics]  # fmt: skip
+    rows += [{"name": f"{k} (published)", "cells": [_cell(key, v.get(key)) for key in KEYS], "published": True}
+             for k, v in metrics.get("published", {}).items() if isinstance(v, dict)]  # fmt: skip
+    candidates = [{"source": s, "recall": c["valid"].get("recall@10", 0), "ndcg": c["valid"].get("ndcg@10", 0),
+                   "codes": c["codes"], "wall_s": c["wall_s"]}
+                  for s, c in metrics.get("onerec_candidates", {}).items()]  # fmt: skip
+    return _template().render(
+        dataset=metrics["dataset"], protocol=metrics.get("protocol", ""), profile=metrics["profile"],
+        device=metrics["device"], wall_s=metrics.get("wall_s", "(unfinished)"), data=metrics.get("data"),
+        head=("model", *KEYS, *extra), rows=rows, curves_b64=curves_b64, candidates=candidates,
+        stages=list(metrics.get("stages", {}).items()), raw_json=json.dumps(metrics, indent=1, sort_keys=True),
+    )  # fmt: skip
+
+
+def _template():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                      autoescape=select_autoescape(["html", "html.j2"]), undefined=StrictUndefined)  # fmt: skip
+    return env.get_template("quality_report.html.j2")
 
 
 def write(out: str | Path, metrics: dict[str, Any]) -> Path:

@@ -261,7 +261,6 @@ class RewardSettings(_Frozen):
     duration_buckets: int = 10
     long_view_quantile: float = 0.75
     min_positives: int = 5
-    registry_dir: str = "{home}/models/reward"
 
 
 class AlignSettings(_Frozen):
@@ -333,7 +332,6 @@ class ModelSettings(_Frozen):
     eval_users: int | None = None
     seed: int = 0
     work_dir: str = "{home}/models/runs"
-    registry_dir: str = "{home}/models/registry"
     # Empty: train in-process. Else the command that launches models.continual, e.g.
     # "torchrun --nnodes 1 --nproc_per_node 8 -m models.continual" on a GPU node.
     launcher: str = ""
@@ -374,6 +372,25 @@ class MaintenanceSettings(_Frozen):
     # VACUUM keeps files a version younger than this still needs: time travel (and a replay
     # reading an older version) works this far back. Delta refuses less than 168 h unless told.
     vacuum_retention_hours: float = 168.0
+
+
+class MlflowSettings(_Frozen):
+    """Experiment tracking and the model registry (models/tracking.py, models/registry.py).
+
+    Locally a SQLite file under ``{home}/mlflow/`` and artifacts beside it; on a cluster the URL of
+    the tracking server (conf/cluster.yaml), whose ``--artifacts-destination`` stores the files
+    (``artifact_root: ""``). ``make mlflow-ui`` serves the UI on loopback.
+    """
+
+    tracking_uri: str = "sqlite:///{home}/mlflow/mlflow.db"
+    artifact_root: str = "{home}/mlflow/artifacts"
+    experiment: str = "onerec_daily"
+    generator_model: str = "onerec_generator"
+    reward_model: str = "onerec_reward"
+    # Versions downloaded from a remote artifact store (immutable, so kept).
+    cache_dir: str = "{home}/mlflow/cache"
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 5000
 
 
 class TableSpec(_Frozen):
@@ -442,6 +459,7 @@ class Settings(_Frozen):
     item: ItemSettings = ItemSettings()
     model: ModelSettings = ModelSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    mlflow: MlflowSettings = MlflowSettings()
     tables: dict[str, TableSpec] = Field(default_factory=lambda: dict(DEFAULT_TABLES))
 
     # ---- derived paths -------------------------------------------------

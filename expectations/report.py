@@ -11,8 +11,10 @@ message names the suite, ds, column(s), expectation and evidence.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any, TypedDict
 
 CRITICAL = "critical"  # downstream results would be wrong: stop the run
@@ -71,13 +73,11 @@ class ValidationReport:
         return out
 
     def summary(self) -> str:
-        """Multi-line human summary (the CLI prints it)."""
+        """Multi-line human summary (the CLI prints it), from ``templates/summary.txt.j2``."""
         state = "PASSED" if self.success else ("FAILED" if self.critical else "PASSED with warnings")
-        lines = [f"{self.where}: {state} ({self.row_count} rows)"]
-        lines += [f"  [{f['severity']}] {describe(f)}" for f in self.failures]
-        if self.data_docs_path:
-            lines.append(f"  Data Docs: {self.data_docs_path}")
-        return "\n".join(lines)
+        failures = [{"severity": f["severity"], "text": describe(f)} for f in self.failures]
+        return _template("summary.txt.j2").render(where=self.where, state=state, row_count=self.row_count,
+                                                  failures=failures, data_docs_path=self.data_docs_path).rstrip("\n")  # fmt: skip
 
 
 class DataQualityError(Exception):
@@ -86,6 +86,19 @@ class DataQualityError(Exception):
     def __init__(self, report: ValidationReport):
         self.report = report
         super().__init__(f"{report.where}: " + "; ".join(describe(f) for f in report.critical))
+
+
+@functools.cache
+def _environment():
+    """Jinja2 over ``templates/`` beside this module; HTML templates autoescaped, text ones as written."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    return Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), trim_blocks=True,
+                       autoescape=select_autoescape(["html", "html.j2"]), undefined=StrictUndefined)  # fmt: skip
+
+
+def _template(name: str):
+    return _environment().get_template(name)
 
 
 def describe(failure: Failure) -> str:

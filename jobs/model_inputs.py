@@ -46,9 +46,10 @@ def read_events(cfg: Settings, ds: date, days: int):
 
 
 def registries(cfg: Settings):
-    from models.registry import ModelRegistry, registry_for
+    """The generator's and the reward model's registered models (MLflow, ``cfg.mlflow``)."""
+    from models.registry import registry_for
 
-    return registry_for(cfg), ModelRegistry(Path(cfg.resolve(cfg.model.reward.registry_dir)))
+    return registry_for(cfg), registry_for(cfg, "reward")
 
 
 def version_before(registry, alias: str, ds: date):
@@ -71,7 +72,7 @@ def reward_model(cfg: Settings, ds: date):
     from models import reward
 
     _, rewards = registries(cfg)
-    prev = version_before(rewards, "latest", ds)
+    prev = version_before(rewards, "current", ds)
     if prev is None:
         return None, [], None, None
     model, manifest = reward.load(prev.path)

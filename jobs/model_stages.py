@@ -2,8 +2,9 @@
 
 Each function is one Airflow task body, ``(ds, run_conf) -> small JSON-able dict`` like
 ``jobs.stages``; the run conf picks the config (``settings_for_run``). They talk through files
-under ``model.work_dir/<ds>/`` and two registries (``models/registry.py``): the generator's
-(aliases ``candidate`` and ``champion``) and the reward model's (alias ``latest``). Tables are
+under ``model.work_dir/<ds>/`` and two registered models in MLflow (``models/registry.py``): the
+generator's (aliases ``candidate`` and ``champion``) and the reward model's (alias ``current``).
+Each stage but promote is also an MLflow run (``models/tracking.py``: params, metrics, curves). Tables are
 read through the Delta log with ``deltalake`` (no Spark session is needed for model work).
 
     python -m jobs.model_stages all --ds 2026-10-05 [--config tiny] [--set model.align.method=dpo]
@@ -38,6 +39,7 @@ from jobs.model_inputs import (
 )
 from jobs.stage_report import day_report_dir
 from jobs.stages import _day, settings_for_run
+from models.tracking import read_jsonl, tracker
 
 
 # ---- stages -----------------------------------------------------------------------------------
@@ -90,12 +92,17 @@ def train(ds: str, run_conf: dict | None = None) -> dict:
                                architecture=m.architecture, overrides=overrides, eval_users=m.eval_users,
                                versions={"ds": day.isoformat(), "codebook": version})  # fmt: skip
     space.save(out / "best" / "items")  # the checkpoint carries its item space into the registry
-    return write_json(run / "train.json", {
+    done = write_json(run / "train.json", {
         "ds": day.isoformat(), "mode": mode, "from": champion.version if same else None, "steps": steps,
         "codebook_version": version, "n_items": len(space.item_ids) - 1, "checkpoint": str(out / "best"),
         "valid": result.get("valid"), "test": result.get("test"), "n_users": result.get("n_users"),
         "train": result.get("train"),
     })  # fmt: skip
+    tracker(cfg)("train", day.isoformat(), params={**overrides, "mode": mode, "steps": steps, "preset": m.preset,
+                 "architecture": m.architecture, "codebook": version, "from": done["from"], "n_items": done["n_items"]},
+                 metrics={"valid": done["valid"], "test": done["test"], "n_users": done["n_users"]},
+                 steps=read_jsonl(out / "train_log.jsonl"), artifacts=[run / "train.json"])  # fmt: skip
+    return done
 
 
 def _no_candidate(cfg, day) -> str | None:
@@ -107,7 +114,7 @@ def _no_candidate(cfg, day) -> str | None:
 
 
 def reward_refresh(ds: str, run_conf: dict | None = None) -> dict:
-    """bronze.events (``model.reward.history_days`` up to ds) -> a P-Score version for ds (alias ``latest``).
+    """bronze.events (``model.reward.history_days`` up to ds) -> a P-Score version for ds (alias ``current``).
 
     The previous version (an earlier day's) is first scored on ds's interactions -- its next-day AUC
     per task and fused, the honest held-out number -- then trained further on ds. The first version
@@ -128,7 +135,7 @@ def reward_refresh(ds: str, run_conf: dict | None = None) -> dict:
     if not is_day.any():
         return write_json(run / "reward_refresh.json", {"ds": day.isoformat(), "skipped": "no events on ds"})
     _, rewards = registries(cfg)
-    prev = version_before(rewards, "latest", day)
+    prev = version_before(rewards, "current", day)
     if prev is not None:
         model, manifest = reward.load(prev.path)
         item_ids = manifest["item_ids"]
@@ -148,10 +155,13 @@ def reward_refresh(ds: str, run_conf: dict | None = None) -> dict:
     loss = reward.fit(model, train_rows, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, seed=cfg.model.seed)
     metrics = {"next_day_auc": next_day_auc, "evaluated_on": day.isoformat() if prev else None,
                "in_sample_auc": reward.auc_report(model, today), "loss": loss, "rows": len(train_rows)}  # fmt: skip
+    run_id = tracker(cfg)("reward_refresh", day.isoformat(), metrics=metrics, params={
+        **r.model_dump(), "previous": prev.version if prev else None, "tasks": list(model.cfg.tasks)})  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         saved = reward.save(Path(tmp) / "reward", model, item_ids, metrics, {"ds": day.isoformat()})
-        version = rewards.register(saved, metrics, {"ds": day.isoformat(), "previous": prev.version if prev else None})
-    rewards.set_alias("latest", version, f"trained through {day}")
+        version = rewards.register(saved, metrics, {"ds": day.isoformat(), "previous": prev.version if prev else None},
+                                   run_id=run_id)  # fmt: skip
+    rewards.set_alias("current", version, f"trained through {day}")
     return write_json(run / "reward_refresh.json", {"ds": day.isoformat(), "version": version, "tasks": list(model.cfg.tasks),
                                                 "previous": prev.version if prev else None, **metrics})  # fmt: skip
 
@@ -226,13 +236,17 @@ def align(ds: str, run_conf: dict | None = None) -> dict:
     space.save(out / "items")
     steps = [row for row in log if "loss" in row]
     timing = {k: float(np.mean([row[k] for row in steps])) if steps else None for k in ("rollout_s", "update_s")}
-    return write_json(run / "align.json", {
+    done = write_json(run / "align.json", {
         "ds": day.isoformat(), "method": method, "steps": len(steps), "reward_version": reward_version,
         "reward_trained_through": through.isoformat() if through else None, "note": note,
         "heldout_users": len(test), "rollout_users": len(contexts), "feedback_samples": n_feedback,
         "oracle": oracle is not None, "before": before, "after": after, "checkpoint": str(out), "log": log,
         "step_s": (timing["rollout_s"] or 0) + (timing["update_s"] or 0) if steps else None, **timing,
     })  # fmt: skip
+    tracker(cfg)("align", day.isoformat(), params={**a.model_dump(), "reward_version": reward_version},
+                 metrics={"before": before, "after": after, "step_s": done["step_s"]}, steps=log,
+                 artifacts=[run / "align.json"])  # fmt: skip
+    return done
 
 
 def evaluate(ds: str, run_conf: dict | None = None) -> dict:
@@ -273,10 +287,13 @@ def evaluate(ds: str, run_conf: dict | None = None) -> dict:
                                           oracle=oracle)  # fmt: skip
     metrics = {"candidate": score(candidate_dir), "champion": score(champion.path) if champion else None}
     m = cfg.model
+    run_id = tracker(cfg)("evaluate", day.isoformat(), metrics=metrics, params={
+        "champion": champion.version if champion else None, "users": int(examples["user_id"].nunique()),
+        "reward_version": reward_version, "beam_size": m.beam_size})  # fmt: skip
     version = reg.register(candidate_dir, metrics["candidate"], {
         "ds": day.isoformat(), "codebook": spaces[0].codebook_version, "preset": m.preset,
         "architecture": m.architecture, "reward": reward_version, "align": m.align.method,
-    })  # fmt: skip
+    }, run_id=run_id)  # fmt: skip
     reg.set_alias("candidate", version, f"trained on {day}")
     return write_json(run / "evaluation.json", {"ds": day.isoformat(), "candidate": version,
                                             "champion": champion.version if champion else None,
@@ -302,7 +319,7 @@ def promote(ds: str, run_conf: dict | None = None) -> dict:
         champion = reg.get("champion")
         payload = {"ds": day.isoformat(), "candidate": None, "champion_before": champion.version if champion else None,
                    "champion_after": champion.version if champion else None, "promoted": False,
-                   "reason": f"no candidate ({ev['skipped']})", "gates": [], "registry": str(reg.root)}  # fmt: skip
+                   "reason": f"no candidate ({ev['skipped']})", "gates": [], "registry": reg.uri()}  # fmt: skip
         record(day_report_dir(cfg, day) / "promotion.json", payload)
         return {k: payload[k] for k in ("ds", "candidate", "champion_before", "champion_after", "promoted", "reason")}
     decision = decide(ev["metrics"]["candidate"], ev["metrics"]["champion"], p.primary, p.primary_tolerance,
@@ -318,7 +335,7 @@ def promote(ds: str, run_conf: dict | None = None) -> dict:
     payload = {"ds": day.isoformat(), "candidate": ev["candidate"], "champion_before": ev["champion"],
                "champion_after": champion.version if champion else None, "promoted": decision["promote"],
                "reason": decision["reason"], "primary": p.primary, "gates": decision["gates"],
-               "metrics": ev["metrics"], "users": ev["users"], "registry": str(reg.root)}  # fmt: skip
+               "metrics": ev["metrics"], "users": ev["users"], "registry": reg.uri()}  # fmt: skip
     record(day_report_dir(cfg, day) / "promotion.json", payload)
     return {k: payload[k] for k in ("ds", "candidate", "champion_before", "champion_after", "promoted", "reason")}
 

@@ -1,19 +1,23 @@
-"""Model registry: immutable versions, named aliases (``champion``, ``candidate``), a history with reasons.
+"""Model registry on MLflow's: immutable versions, aliases (``champion``, ``candidate``, ``current``), history.
 
-Layout under ``root``::
+A version is a checkpoint directory (safetensors + JSON, never pickle) logged as the artifacts
+of an MLflow run (``checkpoint/``) and registered as a version of the registered model
+(``settings.mlflow.generator_model`` or ``reward_model``). Its tags hold what the stages need:
+``digest`` (sha256 of the files: registering the same files again returns the existing version,
+so a re-run adds nothing), ``ds``, ``metrics`` and ``versions`` (JSON). Aliases are MLflow's:
+serving loads ``models:/<name>@champion``.
 
-    versions/<version>/        a copy of the registered checkpoint dir + version.json (metrics, versions)
-    aliases/<alias>.json       {"version", "previous": [older versions, newest first], "reason", "at"}
-    history.jsonl              one line per register / alias switch / rollback
-
-Every write that readers can see is atomic: a version directory is built under a temporary name
-and renamed into place; an alias file is written to a temp file, fsynced, then ``os.replace``d
-over the old one (and the directory fsynced), so a process killed at any point leaves either the
-old alias or the new one, never a torn file. ``rollback`` pops the alias's ``previous`` stack.
+MLflow keeps no history of an alias, so each switch is also written as a registered-model tag
+``history.<n>`` (JSON: event, alias, version, from, reason, at), *before* the alias moves. The
+alias switch itself is one database transaction: a process killed at any point leaves the alias
+on the old version or on the new one. A history entry whose switch never happened (killed in
+between) is recognised -- the next switch's recorded ``from``, or the alias itself, disagrees
+with it -- and ignored; ``rollback`` replays the history into a stack and points the alias at
+the version before.
 
 ``ONEREC_REGISTRY_CRASH_AT=<point>`` makes the process SIGKILL itself at a marked point
-(``alias_temp_written``: the new alias is on disk but not yet switched in; ``version_copied``:
-a version's files are copied but not yet renamed into place); tests use it to kill promotion midway.
+(``artifacts_logged``: the files are uploaded but no version exists; ``alias_recorded``: the
+switch is in the history but the alias has not moved); tests use it to kill promotion midway.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -28,19 +33,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
-VERSION_FILE = "version.json"
+from models.mlflow_client import client, experiment_id
+
 CRASH_ENV = "ONEREC_REGISTRY_CRASH_AT"
+ARTIFACT_DIR = "checkpoint"
+HISTORY_PREFIX = "history."
 
 
 @dataclass(frozen=True)
 class ModelVersion:
-    """One registered version: where its files are and what was measured."""
+    """One registered version: where its files are (a local folder) and what was measured."""
 
     version: str
     path: Path
     metrics: dict[str, Any]
     versions: dict[str, Any]
+    run_id: str | None = None
 
 
 def _crash_point(name: str) -> None:
@@ -49,36 +59,12 @@ def _crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """temp file in the same directory -> fsync -> os.replace -> fsync the directory."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        _crash_point("alias_temp_written")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    _fsync_dir(path.parent)
-
-
-def _digest(directory: Path) -> str:
-    """sha256 over a directory's file names and contents, version.json excluded and JSON timestamps
-    (``created_at``) ignored: re-saving the same weights gives the same digest."""
+def digest(directory: Path) -> str:
+    """sha256 over a directory's file names and contents, JSON timestamps (``created_at``) ignored:
+    re-saving the same weights gives the same digest."""
     h = hashlib.sha256()
     for p in sorted(directory.rglob("*")):
-        if p.is_file() and p.name != VERSION_FILE:
+        if p.is_file():
             h.update(str(p.relative_to(directory)).encode() + b"\0")
             h.update(_stable_json(p.read_bytes()) if p.suffix == ".json" else p.read_bytes())
     return h.hexdigest()
@@ -94,113 +80,200 @@ def _stable_json(raw: bytes) -> bytes:
     return json.dumps(doc, sort_keys=True).encode()
 
 
-class ModelRegistry:
-    """Versions, aliases and history of one model family under ``root``."""
+def _check_alias(alias: str) -> None:
+    """MLflow reads ``latest`` and ``v<n>`` as "the newest version" / "version n", never as an alias:
+    asking for them would silently answer something else."""
+    if alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
+        raise ValueError(f"alias {alias!r} is reserved by MLflow (it names a version, not an alias)")
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        for sub in ("versions", "aliases"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class ModelRegistry:
+    """Versions, aliases and history of one registered model (``name``) at ``tracking_uri``."""
+
+    def __init__(self, name: str, tracking_uri: str, artifact_root: str | None = None,
+                 experiment: str = "onerec_registry", cache_dir: str | Path | None = None) -> None:  # fmt: skip
+        self.name, self.tracking_uri, self.artifact_root = name, tracking_uri, artifact_root
+        self.experiment = experiment
+        self.cache_dir = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "onerec-mlflow-cache"
+        self.client = client(tracking_uri)
+
+    def uri(self, alias: str = "champion") -> str:
+        """``models:/<name>@<alias>``: how MLflow (and its UI) names the aliased version."""
+        return f"models:/{self.name}@{alias}"
 
     # ---- versions ---------------------------------------------------------------------------
-    def register(self, checkpoint_dir: str | Path, metrics: dict, versions: dict) -> str:
-        """Copy ``checkpoint_dir`` in as a new immutable version; returns its name (``v0001``, ...).
+    def _ensure_model(self) -> None:
+        from mlflow.exceptions import MlflowException
 
-        Registering identical files again returns the existing version (a re-run adds nothing).
-        """
+        try:
+            self.client.get_registered_model(self.name)
+        except MlflowException:
+            try:
+                self.client.create_registered_model(self.name, description="onerec daily model (jobs.model_stages)")
+            except MlflowException:  # created by another process in between
+                self.client.get_registered_model(self.name)
+
+    def register(self, checkpoint_dir: str | Path, metrics: dict, versions: dict, run_id: str | None = None) -> str:
+        """Log ``checkpoint_dir`` as artifacts (of ``run_id``, or of a new run) and register it as a new
+        version; returns its number. Identical files return the existing version (a re-run adds nothing)."""
         source = Path(checkpoint_dir)
         if not source.is_dir():
             raise FileNotFoundError(f"checkpoint dir {source} does not exist")
-        digest = _digest(source)
-        for existing in self._version_names():
-            if json.loads((self.root / "versions" / existing / VERSION_FILE).read_text()).get("digest") == digest:
-                return existing
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root / "versions"))
+        self._ensure_model()
+        dig = digest(source)
+        for mv in self.client.search_model_versions(f"name = '{self.name}' and tag.digest = '{dig}'"):
+            return str(mv.version)
+        own_run = run_id is None
+        if own_run:
+            exp = experiment_id(self.client, self.experiment, self.artifact_root)
+            run_id = self.client.create_run(
+                exp, run_name=f"register {self.name}", tags={"onerec.kind": "register"}
+            ).info.run_id
+        self.client.log_artifacts(run_id, str(source), ARTIFACT_DIR)
+        _crash_point("artifacts_logged")
+        artifact_uri = self.client.get_run(run_id).info.artifact_uri
+        tags = {"digest": dig, "ds": str(versions.get("ds", "")),
+                "metrics": json.dumps(metrics, sort_keys=True, default=str),
+                "versions": json.dumps(versions, sort_keys=True, default=str)}  # fmt: skip
+        mv = self.client.create_model_version(self.name, f"{artifact_uri}/{ARTIFACT_DIR}", run_id=run_id, tags=tags)
+        if own_run:
+            self.client.set_terminated(run_id)
+        self._log({"event": "register", "version": str(mv.version), "source": str(source)})
+        return str(mv.version)
+
+    def version(self, name: str | int) -> ModelVersion:
+        """A version by number, its files on local disk."""
+        from mlflow.exceptions import MlflowException
+
         try:
-            shutil.copytree(source, staging, dirs_exist_ok=True)
-            meta = {"digest": digest, "metrics": metrics, "versions": versions, "source": str(source),
-                    "registered_at": datetime.now(UTC).isoformat()}  # fmt: skip
-            (staging / VERSION_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
-            _crash_point("version_copied")
-            while True:  # another process may take the same number: rename fails, try the next one
-                names = self._version_names()
-                name = f"v{(int(names[-1][1:]) + 1) if names else 1:04d}"
-                try:
-                    os.rename(staging, self.root / "versions" / name)
-                    break
-                except OSError:
-                    if not (self.root / "versions" / name).exists():
-                        raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        _fsync_dir(self.root / "versions")
-        self._log({"event": "register", "version": name, "source": str(source)})
-        return name
+            mv = self.client.get_model_version(self.name, str(name))
+        except MlflowException as err:
+            raise KeyError(f"no version {name!r} of {self.name} in {self.tracking_uri}") from err
+        tags = mv.tags or {}
+        return ModelVersion(str(mv.version), self._local(mv), json.loads(tags.get("metrics", "{}")),
+                            json.loads(tags.get("versions", "{}")), mv.run_id)  # fmt: skip
 
-    def version(self, name: str) -> ModelVersion:
-        path = self.root / "versions" / name
-        if not (path / VERSION_FILE).is_file():
-            raise KeyError(f"no version {name!r} in {self.root}")
-        meta = json.loads((path / VERSION_FILE).read_text())
-        return ModelVersion(name, path, meta.get("metrics", {}), meta.get("versions", {}))
+    def versions(self) -> list[str]:
+        """Every version number, oldest first."""
+        found = self.client.search_model_versions(f"name = '{self.name}'")
+        return [str(v) for v in sorted(int(mv.version) for mv in found)]
 
-    def _version_names(self) -> list[str]:
-        return sorted(p.name for p in (self.root / "versions").glob("v[0-9]*") if (p / VERSION_FILE).is_file())
+    def _local(self, mv: Any) -> Path:
+        """The version's folder: the artifact path itself on a local store, else a cached download
+        (versions are immutable, so a complete download is reused)."""
+        parsed = urlparse(mv.source)
+        if parsed.scheme == "file":
+            return Path(unquote(parsed.path))
+        target = self.cache_dir / self.name / str(mv.version)
+        if not target.is_dir():
+            import mlflow.artifacts
+
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{mv.version}.", dir=target.parent))
+            try:
+                got = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(tmp),
+                                                               tracking_uri=self.tracking_uri))  # fmt: skip
+                os.replace(got, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return target
 
     # ---- aliases ----------------------------------------------------------------------------
-    def _alias_state(self, alias: str) -> dict[str, Any] | None:
-        path = self.root / "aliases" / f"{alias}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+    def _alias_version(self, alias: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        _check_alias(alias)
+
+        try:
+            return str(self.client.get_model_version_by_alias(self.name, alias).version)
+        except MlflowException:
+            return None
 
     def get(self, alias: str = "champion") -> ModelVersion | None:
-        """The version an alias points at, or None when the alias is unset."""
-        state = self._alias_state(alias)
-        return self.version(state["version"]) if state else None
+        """The version an alias points at, or None when the alias (or the model) is unset."""
+        current = self._alias_version(alias)
+        return self.version(current) if current else None
 
     def set_alias(self, alias: str, version: str, reason: str) -> None:
-        """Point ``alias`` at ``version`` atomically; the old target goes on the rollback stack."""
+        """Point ``alias`` at ``version`` (one transaction); the switch is recorded first."""
+        _check_alias(alias)
         self.version(version)  # must exist
-        state = self._alias_state(alias)
-        if state and state["version"] == version:
+        current = self._alias_version(alias)
+        if current == str(version):
             return
-        previous = ([state["version"], *state.get("previous", [])] if state else [])[:50]
-        self._switch(alias, {"version": version, "previous": previous, "reason": reason,
-                             "at": datetime.now(UTC).isoformat()})  # fmt: skip
-        self._log({"event": "set_alias", "alias": alias, "version": version,
-                   "from": state["version"] if state else None, "reason": reason})  # fmt: skip
+        self._log({"event": "set_alias", "alias": alias, "version": str(version), "from": current, "reason": reason})
+        _crash_point("alias_recorded")
+        self.client.set_registered_model_alias(self.name, alias, str(version))
 
     def rollback(self, alias: str = "champion") -> str:
         """Point ``alias`` back at its previous version; returns that version."""
-        state = self._alias_state(alias)
-        if not state or not state.get("previous"):
-            raise LookupError(f"alias {alias!r} has no previous version to roll back to")
-        target, rest = state["previous"][0], state["previous"][1:]
-        reason = f"rollback from {state['version']}"
-        self._switch(alias, {"version": target, "previous": rest, "reason": reason,
-                             "at": datetime.now(UTC).isoformat()})  # fmt: skip
-        self._log({"event": "rollback", "alias": alias, "version": target, "from": state["version"], "reason": reason})
+        stack = self._stack(alias)
+        if len(stack) < 2:
+            raise LookupError(f"alias {alias!r} of {self.name} has no previous version to roll back to")
+        current, target = stack[-1], stack[-2]
+        reason = f"rollback from {current}"
+        self._log({"event": "rollback", "alias": alias, "version": target, "from": current, "reason": reason})
+        self.client.set_registered_model_alias(self.name, alias, target)
         return target
 
-    def _switch(self, alias: str, state: dict[str, Any]) -> None:
-        _write_atomic(self.root / "aliases" / f"{alias}.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
+    def _stack(self, alias: str) -> list[str]:
+        """The alias's targets, oldest first, replayed from the (consistent) history."""
+        stack: list[str] = []
+        for event in self.history():
+            if event.get("alias") != alias:
+                continue
+            if event["event"] == "set_alias":
+                stack.append(event["version"])
+            elif event["event"] == "rollback" and stack:
+                stack.pop()
+        return stack
 
     # ---- history ----------------------------------------------------------------------------
+    def _raw_history(self) -> list[dict]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self.client.get_registered_model(self.name).tags or {}
+        except MlflowException:
+            return []
+        keys = sorted((k for k in tags if k.startswith(HISTORY_PREFIX)), key=lambda k: int(k[len(HISTORY_PREFIX) :]))
+        return [json.loads(tags[k]) for k in keys]
+
     def _log(self, entry: dict[str, Any]) -> None:
-        # Appended after the switch: a kill in between loses a history line, never the alias.
-        line = json.dumps({"at": datetime.now(UTC).isoformat(), **entry}, sort_keys=True, default=str)
-        with open(self.root / "history.jsonl", "a") as f:
-            f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self._ensure_model()
+        n = len(self._raw_history()) + 1
+        line = json.dumps({"at": _now(), **entry}, sort_keys=True, default=str)
+        self.client.set_registered_model_tag(self.name, f"{HISTORY_PREFIX}{n:06d}", line)
 
     def history(self) -> list[dict]:
-        """Every register / set_alias / rollback, oldest first."""
-        path = self.root / "history.jsonl"
-        if not path.is_file():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        """Every register / set_alias / rollback, oldest first. An alias switch that a killed process
+        recorded but never made is left out: the next switch's ``from`` (the alias as it really was)
+        differs from it, or, for the last one, the alias itself does."""
+        kept: list[dict | None] = []
+        last: dict[str, int] = {}  # alias -> index in ``kept`` of its latest switch
+        for event in self._raw_history():
+            alias = event.get("alias")
+            if alias:
+                j = last.get(alias)
+                if j is not None and kept[j] is not None and kept[j]["version"] != event.get("from"):
+                    kept[j] = None
+                last[alias] = len(kept)
+            kept.append(event)
+        for alias, j in last.items():
+            if kept[j] is not None and kept[j]["version"] != self._alias_version(alias):
+                kept[j] = None
+        return [e for e in kept if e is not None]
 
 
-def registry_for(settings: Any) -> ModelRegistry:
-    """The generator registry the settings name (``model.registry_dir``, default ``{home}/models/registry``)."""
-    return ModelRegistry(Path(settings.resolve(settings.model.registry_dir)))
+def registry_for(settings: Any, family: str = "generator") -> ModelRegistry:
+    """The registered model the settings name: ``generator`` (``mlflow.generator_model``) or
+    ``reward`` (``mlflow.reward_model``), at ``mlflow.tracking_uri``."""
+    m = settings.mlflow
+    name = {"generator": m.generator_model, "reward": m.reward_model}[family]
+    root = settings.resolve(m.artifact_root) if m.artifact_root else None
+    return ModelRegistry(name, settings.resolve(m.tracking_uri), root, m.experiment,
+                         settings.resolve(m.cache_dir))  # fmt: skip

@@ -3,7 +3,7 @@
     python -m serving.recommend --user 42 -k 10 [--checkpoint DIR] [--config local] [--json]
 
 The user's context (short-term, positive and lifelong sequences, ``onerec_serve_v1``) is read
-from the Feast online store; the champion checkpoint of the model registry (or ``--checkpoint``)
+from the Feast online store; the champion of MLflow's model registry (alias ``champion``, or ``--checkpoint``)
 generates semantic IDs with beam search constrained to IDs that exist, which map back to items;
 titles come from the online store too (``item_content``). A user with no features online, or
 none of whose items the model knows, gets a **cold-start** answer: the most popular items
@@ -197,14 +197,18 @@ def popular_items(cfg, limit: int = 1000) -> list[str]:
 
 
 def champion_dir(cfg, checkpoint: str | None) -> tuple[Path, str]:
-    """``--checkpoint`` if given, else the registry's champion; (directory, version label)."""
+    """``--checkpoint`` if given, else the version MLflow's registry names by alias
+    (``models:/<generator_model>@champion``); (directory, version label)."""
     if checkpoint:
         return Path(checkpoint), Path(checkpoint).name
     from models.registry import registry_for
 
-    champion = registry_for(cfg).get("champion")
+    registry = registry_for(cfg)
+    champion = registry.get("champion")
     if champion is None:
-        raise LookupError("the model registry has no champion yet: run the daily DAG (make run) or pass --checkpoint")
+        raise LookupError(
+            f"{registry.uri('champion')} is not set yet: run the daily DAG (make run) or pass --checkpoint"
+        )
     return Path(champion.path), champion.version
 
 

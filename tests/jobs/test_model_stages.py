@@ -10,7 +10,7 @@ import pytest
 
 from conf.settings import SampleSettings, load_settings
 from jobs import model_stages as stages
-from models.registry import ModelRegistry
+from models.registry import registry_for
 from tests.models.sample_events import write_codebook, write_model_inputs
 
 SAMPLE = SampleSettings(n_users=60, n_items=80, n_clusters=4, days=5)
@@ -64,7 +64,8 @@ def test_second_day_continues_and_reports(run):
     assert decision["promoted"] == all(g["passed"] for g in decision["gates"])
     champion = decision["candidate"] if decision["promoted"] else decision["champion_before"]
     assert decision["champion_after"] == champion
-    reg = ModelRegistry(decision["registry"])
+    reg = registry_for(cfg)
+    assert decision["registry"] == f"models:/{cfg.mlflow.generator_model}@champion"
     assert reg.get("champion").version == champion and reg.get("candidate").version == decision["candidate"]
 
 
@@ -109,15 +110,51 @@ def test_no_heldout_target_reaches_the_reward_models_training_data(run):
         leakage.check_unseen(all_test, leakage.cutoff(day))
 
 
+def test_stages_are_mlflow_runs(run):
+    """train, reward_refresh, align and evaluate of each day are MLflow runs with params, metrics and
+    curves; the candidate's model version links to its evaluate run, the checkpoint its artifacts."""
+    cfg, _, days, results = run
+    reg = registry_for(cfg)
+    exp = reg.client.get_experiment_by_name(cfg.mlflow.experiment)
+    found = reg.client.search_runs([exp.experiment_id], f"tags.`onerec.ds` = '{days[-2].isoformat()}'")
+    by_stage = {r.data.tags["onerec.stage"]: r for r in found}
+    assert {"train", "reward_refresh", "align", "evaluate"} <= set(by_stage)
+    train = by_stage["train"]
+    assert train.data.params["mode"] == "continue" and train.data.params["steps"] == "20"
+    assert train.data.metrics["test.recall_at_10"] == pytest.approx(results[days[-2]]["train"]["test"]["recall@10"])
+    curve = reg.client.get_metric_history(train.info.run_id, "loss")
+    assert len(curve) >= 2 and len({m.step for m in curve}) == len(curve)  # one point per logged step
+    align = by_stage["align"]
+    assert align.data.metrics["after.ndcg_at_10"] == pytest.approx(results[days[-2]]["align"]["after"]["ndcg@10"])
+    assert [a.path for a in reg.client.list_artifacts(align.info.run_id)] == ["align.json"]
+    version = reg.version(results[days[-2]]["evaluate"]["candidate"])
+    assert version.run_id == by_stage["evaluate"].info.run_id
+    assert {a.path for a in reg.client.list_artifacts(version.run_id, "checkpoint")} >= {
+        "checkpoint/model.safetensors", "checkpoint/config.json", "checkpoint/items"}  # fmt: skip
+    latest = registry_for(cfg, "reward").get("current")
+    assert latest.version == results[days[-2]]["reward_refresh"]["version"]
+    assert latest.run_id == by_stage["reward_refresh"].info.run_id
+
+
 def test_rerun_of_a_day_is_idempotent(run):
     cfg, conf, days, results = run
-    reg_root = Path(cfg.resolve(cfg.model.registry_dir))
-    before = sorted(p.name for p in (reg_root / "versions").iterdir())
+    reg = registry_for(cfg)
+    before, champion = reg.versions(), reg.get("champion").version
     again = {s: getattr(stages, s)(days[-2].isoformat(), conf) for s in CHAIN}
     assert again["train"]["mode"] == "continue" and again["train"]["from"] == results[days[-2]]["train"]["from"]
     assert again["evaluate"]["candidate"] == results[days[-2]]["evaluate"]["candidate"]
     assert again["promote"] == results[days[-2]]["promote"]
-    assert sorted(p.name for p in (reg_root / "versions").iterdir()) == before
+    assert reg.versions() == before
+    # A re-run of an earlier day never moves the champion back: with day 2's candidate as champion,
+    # promoting day 1 again (its evaluation beat "no champion") keeps it.
+    later = results[days[-2]]["evaluate"]["candidate"]
+    reg.set_alias("champion", later, "test: the champion of a later day")
+    earlier = stages.promote(days[-3].isoformat(), conf)
+    assert not earlier["promoted"] and earlier["reason"].startswith(f"kept {later}, the champion of a later day")
+    assert reg.get("champion").version == later == earlier["champion_after"]
+    if champion != later:  # put the day's real decision back (rollback is what an operator would run)
+        assert reg.rollback() == champion
+    assert reg.get("champion").version == champion
 
 
 def test_new_codebook_means_full_retrain(run):
