@@ -280,6 +280,10 @@ class AlignSettings(_Frozen):
     format_weight: float = 1.0
     # OneRec-V2 real feedback: logged exposures (V2 +1/-1 advantages) mixed into each GBPO/ECPO step.
     feedback_per_step: int = 32
+    # Days of logged exposures (ending on the reward model's last training day) the feedback comes from.
+    feedback_days: int = 1
+    # Weight of the reward model's group advantages in GBPO/ECPO (0: rollouts teach only the format).
+    reward_weight: float = 1.0
     # V2's duration buckets: floor(log_base(duration seconds)).
     duration_log_base: float = 2.0
     seed: int = 0
