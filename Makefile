@@ -54,7 +54,7 @@ lint: venv  ## ruff
 bench-sequences: venv  ## full rebuild vs incremental, Spark vs DuckDB
 	$(PY) -m bench.sequences
 
-bench-alignment: venv  ## reward AUC per task, metrics before/after ECPO and DPO, alignment step time (CPU)
+bench-alignment: venv  ## reward AUC per tower vs the oracle's ceiling; simulator-graded before/after GBPO, ECPO, DPO (CPU)
 	$(PY) -m bench.alignment
 
 bench-quality: venv  ## OneRec vs SASRec-CE/BCE, leave-one-out (DATA=dir FORMAT=amazon_seq|amazon_json [QUALITY_ARGS=--device cuda])

@@ -102,10 +102,12 @@ def sample_oracle(cfg: Settings):
 
 
 def feedback_events(cfg: Settings, through: date):
-    """``(events of the history window ending on through, exposure mask = rows of through)``: the logged
-    exposures of the reward model's last training day, never a day holding the held-out targets."""
+    """``(events of the history window ending on through, exposure mask)``: the logged exposures of the
+    ``model.align.feedback_days`` days ending on the reward model's last training day -- never a day
+    holding the held-out targets."""
     events = read_events(cfg, through, cfg.model.reward.history_days)
-    return events, (events["event_date"] == through).to_numpy()
+    first = through - timedelta(days=cfg.model.align.feedback_days - 1)
+    return events, (events["event_date"] >= first).to_numpy()
 
 
 def set_threads(cfg: Settings) -> None:

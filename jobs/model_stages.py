@@ -152,7 +152,9 @@ def reward_refresh(ds: str, run_conf: dict | None = None) -> dict:
     today = reward.build_interactions(events, vocab, model.cfg, keep=is_day)
     next_day_auc = reward.auc_report(model, today) if prev is not None else None
     train_rows = today if prev is not None else reward.build_interactions(events, vocab, model.cfg)
-    loss = reward.fit(model, train_rows, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, seed=cfg.model.seed)
+    epochs = r.epochs if prev is not None else r.epochs * r.first_version_epoch_factor
+    loss = reward.fit(model, train_rows, epochs=epochs, batch_size=r.batch_size, lr=r.lr, seed=cfg.model.seed,
+                      balance_cap=r.balance_cap)  # fmt: skip
     metrics = {"next_day_auc": next_day_auc, "evaluated_on": day.isoformat() if prev else None,
                "in_sample_auc": reward.auc_report(model, today), "loss": loss, "rows": len(train_rows)}  # fmt: skip
     run_id = tracker(cfg)("reward_refresh", day.isoformat(), metrics=metrics, params={

@@ -4,7 +4,7 @@ The sample (``jobs/sample_data.py``) draws every outcome from a latent user-item
 oracle rebuilds that world from the sample settings and seed (``build_world``: no behaviour is
 replayed, nothing is copied) and, for a user and a list of recommended items, returns the
 *expected* engagement the simulator would produce if the user watched them: watch ratio
-(play / duration, loops above 1), like, dislike, rating >= 4. Expectations are Monte-Carlo means
+(play / duration, loops above 1), like, dislike, rating >= 4, follow, comment, share, "engaged". Expectations are Monte-Carlo means
 over ``draws`` calls of the generator's own ``outcomes`` function with a fixed seed, so the oracle
 is deterministic and cannot drift from the sample's behaviour model.
 
@@ -24,7 +24,7 @@ import numpy as np
 from conf.settings import SampleSettings
 from jobs.sample_data import World, build_world, outcomes
 
-SIGNALS = ("watch_ratio", "like", "dislike", "rating_4plus")
+SIGNALS = ("watch_ratio", "like", "dislike", "rating_4plus", "follow", "comment", "share", "engaged")
 
 
 class SampleOracle:
@@ -65,8 +65,11 @@ class SampleOracle:
         u, i = np.repeat(users[ok], self.draws), np.repeat(items[ok], self.draws)
         # A fixed stream: the same pairs always get the same expectations (no run-to-run noise).
         rating, play, flags = outcomes(self.world, u, i, np.random.default_rng([self.seed, 99]))
-        draws = {"watch_ratio": play / self.world.item_duration[i], "like": flags[:, 0], "dislike": flags[:, 4],
-                 "rating_4plus": rating >= 4}  # fmt: skip
+        dislike = flags[:, 4] > 0
+        draws = {"watch_ratio": play / self.world.item_duration[i], "like": flags[:, 0], "dislike": dislike,
+                 "rating_4plus": rating >= 4, "follow": flags[:, 1], "comment": flags[:, 2], "share": flags[:, 3],
+                 # the reward model's fused label, less its long-view clause (a population percentile)
+                 "engaged": ((flags[:, :4] > 0).any(1) | (rating >= 4)) & ~dislike}  # fmt: skip
         for name, values in draws.items():
             out[name][ok] = np.asarray(values, dtype=float).reshape(-1, self.draws).mean(1)
         return out

@@ -75,6 +75,8 @@ class AlignConfig:
     format_weight: float = 1.0
     # Logged exposures with V2 advantages mixed into each step (0: none).
     feedback_per_step: int = 32
+    # Weight of the reward model's group advantages (0: rollouts teach only the format reward).
+    reward_weight: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -177,7 +179,7 @@ def rollout_advantages(rewards: Tensor, items: Tensor, cfg: AlignConfig, generat
     the legal ones, illegal ones dropped.
     """
     legal = items >= 0
-    pref = group_advantages(torch.nan_to_num(rewards), legal).reshape(-1)
+    pref = cfg.reward_weight * group_advantages(torch.nan_to_num(rewards), legal).reshape(-1)
     idx, adv = [torch.nonzero(pref).squeeze(1)], []
     adv.append(pref[idx[0]])
     if cfg.format_samples and cfg.format_weight:

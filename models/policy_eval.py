@@ -93,10 +93,11 @@ class PolicyReward:
 def generation_metrics(model: SemanticIdGenerator, examples: Examples, item_codes: np.ndarray, trie: SemanticIdTrie,
                        reward: PolicyReward | None = None, beam_size: int = 10, batch_size: int = 128,
                        device: str = "cpu", oracle: Oracle | None = None, user_ids: list[str] | None = None,
-                       item_ids: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+                       item_ids: list[str] | None = None, per_user: bool = False) -> dict[str, Any]:  # fmt: skip
     """Promotion metrics of ``model`` on ``examples`` (one held-out target per user).
 
     ``oracle`` needs ``user_ids`` (indexed by ``examples.rows``) and ``item_ids`` (the generator's index).
+    ``per_user``: also ``"per_user": {metric: list}`` (hit@10, ndcg@10, oracle signals), for paired comparisons.
     """
     if beam_size < K:
         raise ValueError(f"beam size {beam_size} < {K}")
@@ -131,5 +132,12 @@ def generation_metrics(model: SemanticIdGenerator, examples: Examples, item_code
     if oracle is not None and user_ids is not None and item_ids is not None:
         users = [user_ids[r] for r in examples.rows]
         lists = [[item_ids[i] if i > 0 else None for i in row] for row in items.tolist()]
-        out.update(oracle_metrics(oracle, users, lists))
+        truth = oracle.of_lists(users, lists)
+        for name, values in truth.items():
+            out[f"oracle_{name}"], out[f"oracle_{name}_se"] = mean_se(values)
+        if per_user:
+            out["per_user"] = {f"oracle_{k}": v.tolist() for k, v in truth.items()}
+    if per_user:
+        ndcg = torch.where(hit, 1.0 / torch.log2(rank.clamp(max=1e9) + 1.0), 0.0)
+        out.setdefault("per_user", {}).update({f"recall@{K}": hit.double().tolist(), f"ndcg@{K}": ndcg.tolist()})
     return out

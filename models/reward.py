@@ -164,26 +164,44 @@ class PScore(nn.Module):
         return torch.sigmoid(fused).view(b, g)
 
 
-def loss_fn(towers: Tensor, fused: Tensor, labels: Tensor) -> Tensor:
-    """Mean masked BCE over the towers, plus the fused head's BCE."""
+def pos_weights(labels: np.ndarray, cap: float = 5.0) -> np.ndarray:
+    """Per task (and fused, last): ``n_negative / n_positive`` of the known labels, in ``[1, cap]``."""
+    known = ~np.isnan(labels)
+    pos = np.nansum(labels, 0)
+    return np.clip((known.sum(0) - pos) / np.maximum(pos, 1.0), 1.0, cap).astype(np.float32)
+
+
+def loss_fn(towers: Tensor, fused: Tensor, labels: Tensor, pos_weight: Tensor | None = None) -> Tensor:
+    """Mean masked BCE over the towers, plus the fused head's BCE.
+
+    ``pos_weight`` (per task, then fused) up-weights the positives of rare signals: without it a
+    tower with 3 % positives (dislike) gets a fraction of the gradient of the common ones, stays
+    whatever the shared layers made it -- an "engaged" score -- and ranks dislikes below chance.
+    """
     y, known = labels[:, :-1], ~torch.isnan(labels[:, :-1])
-    bce = F.binary_cross_entropy_with_logits(towers, torch.nan_to_num(y), reduction="none")
+    w = None if pos_weight is None else pos_weight[:-1]
+    bce = F.binary_cross_entropy_with_logits(towers, torch.nan_to_num(y), reduction="none", pos_weight=w)
     tower_loss = (bce * known).sum(0) / known.sum(0).clamp(min=1)
-    return tower_loss.mean() + F.binary_cross_entropy_with_logits(fused, labels[:, -1])
+    fw = None if pos_weight is None else pos_weight[-1]
+    return tower_loss.mean() + F.binary_cross_entropy_with_logits(fused, labels[:, -1], pos_weight=fw)
 
 
 def fit(model: PScore, data: Interactions, epochs: int = 3, batch_size: int = 256, lr: float = 3e-3,
-        seed: int = 0) -> float:  # fmt: skip
-    """A few epochs of Adam over ``data`` (continues from the model's current weights). Returns last loss."""
+        seed: int = 0, balance_cap: float = 5.0) -> float:  # fmt: skip
+    """A few epochs of Adam over ``data`` (continues from the model's current weights). Returns last loss.
+
+    ``balance_cap`` > 1: positives weighted by ``n_neg / n_pos`` per task (at most the cap); 1 = plain BCE.
+    """
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     hist, item, y = (torch.from_numpy(a) for a in (data.history, data.item, data.labels.astype(np.float32)))
+    weight = torch.from_numpy(pos_weights(data.labels, balance_cap)) if balance_cap > 1 else None
     model.train()
     last = float("nan")
     for _ in range(epochs):
         for idx in torch.randperm(len(item), generator=g).split(batch_size):
             towers, fused = model(hist[idx], item[idx])
-            loss = loss_fn(towers, fused, y[idx])
+            loss = loss_fn(towers, fused, y[idx], weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
