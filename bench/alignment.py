@@ -138,8 +138,14 @@ def alignment(events, space: ItemSpace, pscore, reward_ids, through, oracle: Sam
         # "gbpo" or a variant "gbpo:reward_weight=0:format_samples=0" (AlignConfig fields).
         method, *sets = spec.split(":")
         model = copy.deepcopy(base)
-        fields = dict(steps=args.align_steps, users_per_step=args.users_per_step, group_size=args.group_size,
-                      lr=args.lr, feedback_per_step=args.feedback_per_step, reward_weight=args.reward_weight)
+        fields = dict(
+            steps=args.align_steps,
+            users_per_step=args.users_per_step,
+            group_size=args.group_size,
+            lr=args.lr,
+            feedback_per_step=args.feedback_per_step,
+            reward_weight=args.reward_weight,
+        )
         fields.update({k: type(getattr(AlignConfig(), k))(v) for k, v in (x.split("=") for x in sets)})
         cfg = AlignConfig(method=method, **fields)
         t0 = time.perf_counter()

@@ -29,9 +29,11 @@ logged (context, item, A) samples to every GBPO / ECPO step, with ``pi_old`` the
 probability where there is one (NaN otherwise, i.e. ``sg(pi_theta)``).
 
 DPO, the Iterative Preference Alignment of OneRec (arXiv 2502.18965, §"Iterative Preference
-Alignment with RM"): from the ``G`` generations per user take the best and the worst by reward as
-chosen / rejected, and minimise ``-log sigmoid(beta * ((log pi(c) - log ref(c)) - (log pi(r) - log
-ref(r))))`` against the frozen pre-alignment model.
+Alignment with RM"): beam-search ``G`` generations for a small share of users (``users_per_step``),
+take the best and the worst by reward as chosen / rejected (self-hard negatives from the beam),
+and minimise ``-log sigmoid(beta * ((log pi(c) - log ref(c)) - (log pi(r) - log ref(r))))`` beside
+the next-token loss; with ``dpo_rounds`` > 1 the reference is replaced by the current model at the
+start of each round, as the paper iterates.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class AlignConfig:
     ppo_epochs: int = 2
     sft_weight: float = 1.0
     dpo_beta: float = 0.1
+    # Iterative DPO (OneRec, arXiv 2502.18965): the steps are split into this many rounds and the
+    # reference is replaced by the current model at the start of each.
+    dpo_rounds: int = 1
     grad_clip: float = 1.0
     # Format reward: K of the G generations drawn at random, A = 1 for the legal ones (0: off).
     format_samples: int = 4
@@ -84,6 +89,8 @@ class AlignConfig:
             raise ValueError(f"unknown method/rollout {self.method!r}/{self.rollout!r}")
         if self.group_size < 2:
             raise ValueError("a group needs at least 2 generations")
+        if self.dpo_rounds < 1:
+            raise ValueError("dpo_rounds must be >= 1")
 
 
 def group_advantages(rewards: Tensor, mask: Tensor | None = None, eps: float = 1e-6) -> Tensor:
@@ -202,8 +209,11 @@ def align(model: SemanticIdGenerator, contexts: Examples, item_codes: np.ndarray
     ref = copy.deepcopy(model).eval() if cfg.method == "dpo" else None
     model.eval()  # no dropout: old and new log-probabilities must come from the same function
     log, g = [], cfg.group_size
+    per_round = max(1, math.ceil(cfg.steps / cfg.dpo_rounds))
     for step in range(cfg.steps):
         t0 = time.perf_counter()
+        if ref is not None and step and step % per_round == 0:  # iterative DPO: a new reference each round
+            ref = copy.deepcopy(model).eval()
         idx = rng.choice(len(contexts), size=min(cfg.users_per_step, len(contexts)), replace=False)
         ctx = {k: v.to(device) for k, v in onerec_batch(contexts, idx, model.cfg, item_codes).items()}
         codes, items = rollout(model, ctx, trie, g, cfg.rollout, cfg.constrained, gen)
@@ -242,7 +252,7 @@ def align(model: SemanticIdGenerator, contexts: Examples, item_codes: np.ndarray
             rl = dpo_loss(sequence_logprob(model, sub, chosen), sequence_logprob(model, sub, rejected), ref_c, ref_r,
                           cfg.dpo_beta)  # fmt: skip
             loss = _update(model, opt, rl, sft_batch, rng, cfg, device)
-        log.append({"step": step + 1, "loss": loss, "rl_loss": float(rl.detach()),
+        log.append({"step": step + 1, "round": step // per_round + 1, "loss": loss, "rl_loss": float(rl.detach()),
                     "rollout_reward": float(r[legal].mean()) if legal.any() else float("nan"),
                     "rollout_legal": float(legal.float().mean()),
                     "rollout_s": t1 - t0, "update_s": time.perf_counter() - t1})  # fmt: skip

@@ -45,7 +45,7 @@ def test_second_day_continues_and_reports(run):
     auc = day["reward_refresh"]["next_day_auc"]  # the previous version, scored on a day it never saw
     assert day["reward_refresh"]["evaluated_on"] == days[-2].isoformat() and auc["fused"] is not None
     align = day["align"]
-    assert align["method"] == "gbpo" and align["steps"] == 3 and align["step_s"] > 0
+    assert align["method"] == "ecpo" and align["steps"] == 3 and align["step_s"] > 0
     # The reward model is the first day's (trained before ds), rollouts and metrics on users it never saw.
     assert align["reward_version"] == first_reward(results, days) and align["reward_trained_through"] < align["ds"]
     assert 0 < align["heldout_users"] < SAMPLE.n_users and align["feedback_samples"] > 0

@@ -216,3 +216,24 @@ def test_gbpo_learns_from_logged_feedback_alone(setup):
     log = align(model, contexts, codes, trie, Flat(), acfg, feedback=fb)
     assert all(np.isfinite(row["loss"]) for row in log if "loss" in row)
     assert lp(good) > before[0] + 0.5 and lp(bad) < before[1] - 0.5
+
+
+def test_iterative_dpo_replaces_the_reference_each_round(setup, monkeypatch):
+    from models import align as align_module
+
+    cfg, codes, contexts = setup
+    torch.manual_seed(3)
+    model = build(cfg, codes)
+    trie = SemanticIdTrie.from_item_codes(codes, cfg.level_sizes)
+    import copy
+    from types import SimpleNamespace
+
+    copies = []
+    # Count the references align() makes (only its own name `copy` is replaced).
+    monkeypatch.setattr(align_module, "copy", SimpleNamespace(deepcopy=lambda m: copies.append(1) or copy.deepcopy(m)))
+    acfg = AlignConfig(method="dpo", steps=6, dpo_rounds=3, users_per_step=16, group_size=4, lr=3e-3,
+                       sft_weight=0.0, rollout="sample")  # fmt: skip
+    log = align(model, contexts, codes, trie, FirstCodeReward(codes), acfg)
+    assert len(copies) == 3  # the pre-alignment reference, then one per later round
+    trained = [row for row in log if "loss" in row]
+    assert len(trained) >= 4 and all(row["round"] == (row["step"] - 1) // 2 + 1 for row in trained)
