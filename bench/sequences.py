@@ -2,23 +2,27 @@
 
     python -m bench.sequences [--events 1000000,10000000] [--days 30] [--ml100k PATH] [--out DIR]
 
-For each size N: synthetic bronze events (bench.synthetic) are written as the
+For each size N: synthetic bronze events (bench.synthetic, bundled and seeded: the
+default data never comes from outside the repository) are written as the
 ``bronze.events`` Delta table (setup, not timed), then the bench times
 
 * the **full rebuild**: ``jobs.sequences.run(cfg, last_day, full_rebuild=True)``
-  (user_history from every event + gold features of the last day's active users);
-* the **incremental day**: ``run(cfg, last_day)`` on a history holding days
-  1..D-1 (built untimed with ``build_history_full``, which the job's tests prove
-  equal to applying those days one by one): one MERGE + the same gold features;
+  (``silver.user_events`` day chunks and ``silver.user_state`` from every event +
+  gold features of the last day's active users);
+* the **incremental day**: ``run(cfg, last_day)`` on chunks and state of days
+  1..D-1 (built untimed with ``build_chunks``/``build_state``, which the job's tests
+  prove equal to applying those days one by one): the day's chunk, the state MERGE
+  of the day's users + the same gold features;
 * the history part of the full rebuild on its own (what DuckDB is compared with);
 * **DuckDB**, same transform, same process: the same events as parquet grouped
-  per user into the capped, time-ordered list of history structs plus per-day
-  counts, written to parquet; and a DuckDB incremental day (day D + the history
-  parquet of days 1..D-1 -> a new history parquet).
+  into per-(user, day) chunks and the per-user state (recent window, positives,
+  counts), written to parquet; and a DuckDB incremental day (day D's chunk + the
+  state parquet of days 1..D-1 -> a new state parquet).
 
 Then it checks that full and incremental agree and that DuckDB counts what Spark
-counts. ``--ml100k`` replays MovieLens-100K day by day through the incremental
-path and checks the final history against a full rebuild.
+counts. ``--ml100k PATH`` (a RecBole ``ml-100k`` folder; off by default) replays
+MovieLens-100K day by day through the incremental path and checks the final state
+against a full rebuild.
 
 Memory: peak RSS per phase of this process (DuckDB runs in it) and of the Spark
 JVM, read from /proc VmHWM after resetting it (``clear_refs``), plus run-wide
@@ -52,7 +56,8 @@ import pyarrow.parquet as pq
 
 from bench.synthetic import EVENTS_SCHEMA, US_PER_DAY, synthetic_events
 from conf.settings import REPO_ROOT, PositiveRule, Settings, TableSpec, load_settings
-from jobs.schemas import FLAG_BITS, HISTORY_EVENT
+from jobs.schemas import FLAG_BITS, HISTORY_EVENT, USER_STATE
+from jobs.user_history import recent_len
 
 DEFAULT_SIZES = (1_000_000, 10_000_000)
 DEFAULT_OUT = REPO_ROOT / "var" / "reports" / "bench"
@@ -258,9 +263,9 @@ def bench_settings(home: Path) -> Settings:
 
 
 def variant(cfg: Settings, suffix: str) -> Settings:
-    """Same events table, own user_history and user_features tables (full and incremental side by side)."""
+    """Same events table, own chunks, state and features tables (full and incremental side by side)."""
     tables = dict(cfg.tables)
-    for name in ("user_history", "user_features"):
+    for name in ("user_events", "user_state", "user_features"):
         spec = tables[name]
         tables[name] = TableSpec(
             name=f"{spec.name}_{suffix}", layer=spec.layer, partition_by=spec.partition_by, keys=spec.keys
@@ -287,31 +292,27 @@ def warm_up(spark, home: Path) -> None:
     run(cfg, max(files), spark=spark, full_rebuild=True)
 
 
-_DIGEST_KEYS = ("users", "events", "positives", "flags_sum", "by_day", "checksum")
+_DIGEST_KEYS = ("users", "events", "positives", "active_days", "recent", "checksum")
 
 
 def _digest_columns() -> list:
-    """Per-row terms of :func:`history_digest`; every one is summed, so digests of parts add up."""
+    """Per-row terms of :func:`history_digest` over ``user_state``; every one is summed, so digests of parts add up."""
     from pyspark.sql import functions as F
 
-    row_hash = F.xxhash64("user_id", "events", F.array_sort(F.map_entries("events_by_day")), "first_ts", "last_ts")
+    row_hash = F.xxhash64(*[f.name for f in USER_STATE.fields])
     return [
         F.lit(1).alias("users"),
-        F.size("events").alias("events"),
-        F.size(F.filter("events", lambda e: e["positive"])).alias("positives"),
-        F.aggregate("events", F.lit(0).cast("long"), lambda acc, e: acc + e["flags"]).alias("flags_sum"),
-        F.aggregate(F.map_values("events_by_day"), F.lit(0).cast("long"), lambda a, v: a + v).alias("by_day"),
+        F.col("n_events").alias("events"),
+        F.col("n_positive").alias("positives"),
+        F.col("active_days").alias("active_days"),
+        F.size("recent").alias("recent"),
         # Decimal: a long sum of 64-bit hashes would overflow (ANSI mode raises).
         row_hash.cast("decimal(38,0)").alias("checksum"),
     ]
 
 
 def history_digest(df) -> dict[str, int]:
-    """Order-free summary of user_history rows: counts plus a content checksum.
-
-    The checksum sums a hash of every column per user; the per-day map goes in as
-    its sorted entries, so two tables holding the same content always agree.
-    """
+    """Order-free summary of user_state rows: counts plus a content checksum (a hash of every column)."""
     return history_digest_split(df, None)["all"]
 
 
@@ -344,16 +345,25 @@ def active_users(spark, cfg: Settings, ds: date):
     return events.where(F.col("event_date") == F.lit(ds).cast("date")).select("user_id").distinct()
 
 
+def write_history(spark, cfg: Settings, events, events_path: str, state_path: str) -> None:
+    """Day chunks and state of ``events``, written as ``run(full_rebuild=True)`` writes them."""
+    from jobs import delta
+    from jobs.user_history import build_chunks, build_state
+
+    seq = cfg.sequences
+    delta.overwrite(build_chunks(events, seq.positive), events_path, ("event_date",))
+    chunks = delta.read(spark, events_path)
+    delta.overwrite(build_state(chunks, recent_len(cfg), seq.positive_len), state_path)
+
+
 def prepare_history_until(spark, cfg: Settings, last: date) -> None:
-    """user_history of the days before ``last`` (untimed set-up of the incremental run)."""
+    """user_events and user_state of the days before ``last`` (untimed set-up of the incremental run)."""
     from pyspark.sql import functions as F
 
     from jobs import delta
-    from jobs.sequences import build_history_full
 
-    seq = cfg.sequences
     events = delta.read(spark, cfg.table_path("events")).where(F.col("event_date") < F.lit(last).cast("date"))
-    delta.overwrite(build_history_full(events, seq.positive, seq.lifelong_cap), cfg.table_path("user_history"))
+    write_history(spark, cfg, events, cfg.table_path("user_events"), cfg.table_path("user_state"))
 
 
 def last_merge_metrics(spark, path: str) -> dict[str, int]:
@@ -378,14 +388,12 @@ def last_merge_metrics(spark, path: str) -> dict[str, int]:
     return {k: int(metrics[k]) for k in wanted if k in metrics}
 
 
-def history_only_rebuild(spark, cfg: Settings, path: str) -> None:
-    """Exactly the first step of ``run(full_rebuild=True)``: all events -> a fresh user_history."""
+def history_only_rebuild(spark, cfg: Settings, suffix: str) -> None:
+    """Exactly the first step of ``run(full_rebuild=True)``: all events -> fresh chunks and state."""
     from jobs import delta
-    from jobs.sequences import build_history_full
 
-    seq = cfg.sequences
     events = delta.read(spark, cfg.table_path("events"))
-    delta.overwrite(build_history_full(events, seq.positive, seq.lifelong_cap), path)
+    write_history(spark, cfg, events, cfg.table_path("user_events") + suffix, cfg.table_path("user_state") + suffix)
 
 
 # ---------------------------------------------------------------- duckdb side
@@ -450,60 +458,85 @@ def _cap_sql(expr: str, cap: int) -> str:
     )
 
 
-def duckdb_full_sql(files: list[Path], rule: PositiveRule, cap: int, out: Path) -> str:
-    """Full rebuild: events -> one row per user (capped sorted events, per-day counts, first/last ts)."""
+def duckdb_chunks_sql(files: list[Path], rule: PositiveRule, out: Path) -> str:
+    """Events -> one sorted chunk per (user, day), as ``jobs.user_history.build_chunks``."""
     return f"""
     COPY (
-      WITH ev AS ({_events_cte(files, rule)}),
-      seqs AS (SELECT user_id, {_list_sql()} AS events, min(ts) AS first_ts, max(ts) AS last_ts
-               FROM ev GROUP BY user_id),
-      per_day AS (SELECT user_id, event_date, count(*) AS n FROM ev GROUP BY user_id, event_date),
-      by_day AS (SELECT user_id, MAP(list(event_date ORDER BY event_date), list(n ORDER BY event_date)) AS events_by_day
-                 FROM per_day GROUP BY user_id)
-      SELECT s.user_id, {_cap_sql("s.events", cap)} AS events, d.events_by_day, s.first_ts, s.last_ts
-      FROM seqs s JOIN by_day d USING (user_id)
+      WITH ev AS ({_events_cte(files, rule)})
+      SELECT user_id, event_date, {_list_sql()} AS events, count(*) AS n_events, count_if(positive) AS n_positive
+      FROM ev GROUP BY user_id, event_date
     ) TO {_sql_str(str(out))} (FORMAT parquet)"""
+
+
+def duckdb_state_sql(chunks: Path, n_recent: int, positive_len: int, out: Path) -> str:
+    """Chunks -> one state row per user, as ``jobs.user_history.build_state``."""
+    before = _cap_sql("list_filter(all_ev, lambda e: e.event_date < last_date)", n_recent)
+    positives = _cap_sql("list_filter(all_ev, lambda e: e.positive)", positive_len)
+    return f"""
+    COPY (
+      WITH u AS (
+        SELECT user_id, flatten(list(events ORDER BY event_date)) AS all_ev, max(event_date) AS last_date,
+               min(event_date) AS first_date, sum(n_events) AS n_events, sum(n_positive) AS n_positive,
+               count(*) AS active_days
+        FROM read_parquet({_sql_str(str(chunks))}) GROUP BY user_id)
+      SELECT user_id,
+             list_concat({before}, list_filter(all_ev, lambda e: e.event_date = last_date)) AS recent,
+             {positives} AS positives, n_events, n_positive, active_days, first_date, last_date,
+             all_ev[1].ts AS first_ts, all_ev[-1].ts AS last_ts
+      FROM u
+    ) TO {_sql_str(str(out))} (FORMAT parquet)"""
+
+
+def duckdb_full_sql(
+    files: list[Path], rule: PositiveRule, n_recent: int, positive_len: int, out_dir: Path
+) -> list[str]:
+    """Full rebuild: every event -> ``chunks_full.parquet`` -> ``state_full.parquet``."""
+    chunks = out_dir / "chunks_full.parquet"
+    return [duckdb_chunks_sql(files, rule, chunks), duckdb_state_sql(chunks, n_recent, positive_len,
+                                                                        out_dir / "state_full.parquet")]  # fmt: skip
 
 
 def duckdb_incremental_sql(
-    day_files: list[Path], ds: date, history: Path, rule: PositiveRule, cap: int, out: Path
-) -> str:
-    """One day applied as the MERGE does it: drop the user's events dated ``ds``, add the day's, re-sort, cap.
+    day_files: list[Path], state: Path, rule: PositiveRule, n_recent: int, positive_len: int, out_dir: Path
+) -> list[str]:
+    """One day as the job applies it in order: the day's chunk file, and the old state + the day.
 
-    Parquet has no MERGE: untouched users are copied into the new file, which is the
-    honest cost of keeping the history as plain files.
+    Parquet has no MERGE: untouched users are copied into the new state file, which is the
+    honest cost of keeping the state as plain files (the chunk is a new file of the day alone).
     """
-    day = f"DATE '{ds.isoformat()}'"
-    merged = f"list_sort(list_concat(list_filter(o.events, lambda e: e.event_date != {day}), d.events))"
-    by_day = (
-        f"map_from_entries(list_concat(list_filter(map_entries(o.events_by_day), lambda e: e.key != {day}), "
-        f"[{{'key': {day}, 'value': d.n}}]))"
-    )
-    return f"""
+    chunk = out_dir / "chunk_day.parquet"
+    recent = _cap_sql("o.recent", n_recent)
+    positives = _cap_sql("list_concat(o.positives, list_filter(d.events, lambda e: e.positive))", positive_len)
+    new_pos = _cap_sql("list_filter(d.events, lambda e: e.positive)", positive_len)
+    merge = f"""
     COPY (
-      WITH ev AS ({_events_cte(day_files, rule)}),
-      d AS (SELECT user_id, {_list_sql()} AS events, count(*) AS n, min(ts) AS first_ts, max(ts) AS last_ts
-            FROM ev GROUP BY user_id),
-      o AS (SELECT * FROM read_parquet({_sql_str(str(history))}))
+      WITH d AS (SELECT * FROM read_parquet({_sql_str(str(chunk))})),
+           o AS (SELECT * FROM read_parquet({_sql_str(str(state))}))
       SELECT coalesce(d.user_id, o.user_id) AS user_id,
-             CASE WHEN d.user_id IS NULL THEN o.events ELSE {_cap_sql(merged, cap)} END AS events,
-             CASE WHEN d.user_id IS NULL THEN o.events_by_day ELSE {by_day} END AS events_by_day,
-             least(o.first_ts, d.first_ts) AS first_ts,
-             greatest(o.last_ts, d.last_ts) AS last_ts
+             CASE WHEN d.user_id IS NULL THEN o.recent WHEN o.user_id IS NULL THEN d.events
+                  ELSE list_concat({recent}, d.events) END AS recent,
+             CASE WHEN d.user_id IS NULL THEN o.positives WHEN o.user_id IS NULL THEN {new_pos}
+                  ELSE {positives} END AS positives,
+             coalesce(o.n_events, 0) + coalesce(d.n_events, 0) AS n_events,
+             coalesce(o.n_positive, 0) + coalesce(d.n_positive, 0) AS n_positive,
+             coalesce(o.active_days, 0) + CAST(d.user_id IS NOT NULL AS BIGINT) AS active_days,
+             coalesce(o.first_date, d.event_date) AS first_date,
+             coalesce(d.event_date, o.last_date) AS last_date,
+             coalesce(o.first_ts, d.events[1].ts) AS first_ts,
+             CASE WHEN d.user_id IS NULL THEN o.last_ts ELSE d.events[-1].ts END AS last_ts
       FROM o FULL OUTER JOIN d USING (user_id)
-    ) TO {_sql_str(str(out))} (FORMAT parquet)"""
+    ) TO {_sql_str(str(out_dir / "state_inc.parquet"))} (FORMAT parquet)"""
+    return [duckdb_chunks_sql(day_files, rule, chunk), merge]
 
 
 def duckdb_digest(con, path: Path) -> dict[str, int]:
-    """The counts of :func:`history_digest` for a DuckDB history parquet (no cross-engine checksum)."""
+    """The counts of :func:`history_digest` for a DuckDB state parquet (no cross-engine checksum)."""
     row = con.execute(
-        f"""SELECT count(*), sum(len(events)),
-                   sum(len(list_filter(events, lambda e: e.positive))),
-                   sum(list_sum(list_transform(events, lambda e: e.flags))),
-                   sum(list_sum(map_values(events_by_day)))
+        f"""SELECT count(*), sum(n_events), sum(n_positive), sum(active_days), sum(len(recent))
             FROM read_parquet({_sql_str(str(path))})"""
     ).fetchone()
-    return dict(zip(("users", "events", "positives", "flags_sum", "by_day"), (int(v or 0) for v in row), strict=True))
+    keys = ("users", "events", "positives", "active_days", "recent")
+    return dict(zip(keys, (int(v or 0) for v in row), strict=True))
 
 
 def duckdb_connect(threads: int, temp_dir: Path):
@@ -536,15 +569,14 @@ def bench_spark(spark, meter: Meter, cfg: Settings, last: date) -> tuple[dict, d
     with meter.phase("spark_full_rebuild") as full:
         run(cfg_full, last, spark=spark, full_rebuild=True)
     progress(f"    {full.wall_s:.1f}s; spark: history-only rebuild (timed)")
-    history_only_path = cfg.table_path("user_history") + "_history_only"
     with meter.phase("spark_history_only") as hist:
-        history_only_rebuild(spark, cfg, history_only_path)
+        history_only_rebuild(spark, cfg, "_history_only")
     progress(f"    {hist.wall_s:.1f}s; spark: checks")
-    inc.extra["merge_metrics"] = last_merge_metrics(spark, cfg_inc.table_path("user_history"))
+    inc.extra["merge_metrics"] = last_merge_metrics(spark, cfg_inc.table_path("user_state"))
 
     active = active_users(spark, cfg, last)
-    full_h = delta.read(spark, cfg_full.table_path("user_history"))
-    inc_h = delta.read(spark, cfg_inc.table_path("user_history"))
+    full_h = delta.read(spark, cfg_full.table_path("user_state"))
+    inc_h = delta.read(spark, cfg_inc.table_path("user_state"))
     full_d, inc_d = history_digest_split(full_h, active), history_digest_split(inc_h, active)
     (full_active, full_all), (inc_active, inc_all) = (full_d["in"], full_d["all"]), (inc_d["in"], inc_d["all"])
     checks = {
@@ -559,30 +591,33 @@ def bench_spark(spark, meter: Meter, cfg: Settings, last: date) -> tuple[dict, d
 
 
 def bench_duckdb(
-    meter: Meter, files: dict[date, Path], out_dir: Path, rule: PositiveRule, cap: int, threads: int
+    meter: Meter, files: dict[date, Path], out_dir: Path, cfg: Settings, threads: int
 ) -> tuple[dict, dict]:
     """DuckDB full rebuild and incremental day over the same parquet events."""
     days = sorted(files)
     last = days[-1]
     out_dir.mkdir(parents=True, exist_ok=True)
     con = duckdb_connect(threads, out_dir / "spill")
+    rule, n_recent, pos_len = cfg.sequences.positive, recent_len(cfg), cfg.sequences.positive_len
+    prev_dir = out_dir / "prev"
+    prev_dir.mkdir(exist_ok=True)
     try:
         progress("  duckdb: full rebuild (timed)")
         with meter.phase("duckdb_full") as full:
-            con.execute(duckdb_full_sql([files[d] for d in days], rule, cap, out_dir / "history_full.parquet"))
-        progress(f"    {full.wall_s:.1f}s; duckdb: history of days 1..D-1 (set-up, untimed)")
+            for sql in duckdb_full_sql([files[d] for d in days], rule, n_recent, pos_len, out_dir):
+                con.execute(sql)
+        progress(f"    {full.wall_s:.1f}s; duckdb: state of days 1..D-1 (set-up, untimed)")
         with meter.phase("duckdb_prepare_history") as prep:
-            con.execute(duckdb_full_sql([files[d] for d in days[:-1]], rule, cap, out_dir / "history_prev.parquet"))
+            for sql in duckdb_full_sql([files[d] for d in days[:-1]], rule, n_recent, pos_len, prev_dir):
+                con.execute(sql)
         progress(f"  duckdb: incremental day {last} (timed)")
         with meter.phase("duckdb_incremental_day") as inc:
-            con.execute(
-                duckdb_incremental_sql(
-                    [files[last]], last, out_dir / "history_prev.parquet", rule, cap, out_dir / "history_inc.parquet"
-                )
-            )
+            for sql in duckdb_incremental_sql([files[last]], prev_dir / "state_full.parquet", rule, n_recent, pos_len,
+                                              out_dir):  # fmt: skip
+                con.execute(sql)
         progress(f"    {inc.wall_s:.1f}s")
-        digest_full = duckdb_digest(con, out_dir / "history_full.parquet")
-        digest_inc = duckdb_digest(con, out_dir / "history_inc.parquet")
+        digest_full = duckdb_digest(con, out_dir / "state_full.parquet")
+        digest_inc = duckdb_digest(con, out_dir / "state_inc.parquet")
     finally:
         con.close()
     checks = {"duckdb_full": digest_full, "duckdb_full_eq_incremental": digest_full == digest_inc}
@@ -621,8 +656,7 @@ def bench_size(
     progress(f"  set-up done in {setup.wall_s:.1f}s ({n_written:,} rows in Delta, {day_events:,} on {last})")
 
     spark_phases, spark_checks = bench_spark(spark, meter, cfg, last)
-    seq = cfg.sequences
-    duck_phases, duck_checks = bench_duckdb(meter, files, home / "duckdb", seq.positive, seq.lifelong_cap, threads)
+    duck_phases, duck_checks = bench_duckdb(meter, files, home / "duckdb", cfg, threads)
 
     full, inc, hist = (spark_phases[k] for k in ("spark_full_rebuild", "spark_incremental_day", "spark_history_only"))
     dfull, dinc = duck_phases["duckdb_full"], duck_phases["duckdb_incremental_day"]
@@ -735,7 +769,8 @@ def _percentile(values: list[float], q: float) -> float:
 def replay_ml100k(spark, meter: Meter, root: Path, home: Path, max_days: int | None) -> dict:
     """Apply every day of MovieLens-100K with ``run(cfg, ds)``; check the end state against a full rebuild."""
     from jobs import delta
-    from jobs.sequences import build_history_full, run
+    from jobs.sequences import run
+    from jobs.user_history import build_chunks, build_state
 
     cfg = bench_settings(home)
     progress(f"ml-100k: bronze events from {root} (set-up)")
@@ -758,8 +793,8 @@ def replay_ml100k(spark, meter: Meter, root: Path, home: Path, max_days: int | N
     progress("  full rebuild to compare with")
     seq = cfg.sequences
     upto = events.where(events.event_date <= days[-1])
-    full = history_digest(build_history_full(upto, seq.positive, seq.lifelong_cap))
-    replayed = history_digest(delta.read(spark, cfg.table_path("user_history")))
+    full = history_digest(build_state(build_chunks(upto, seq.positive), recent_len(cfg), seq.positive_len))
+    replayed = history_digest(delta.read(spark, cfg.table_path("user_state")))
     tenth = max(1, len(per_day) // 10)
     return {
         "source": source,
@@ -810,10 +845,10 @@ def print_size(res: dict) -> None:
         ("last day events / active users", f"{res['last_day_events']:,} / {res['last_day_active_users']:,}"),
         ("load average before -> after", f"{res['load_avg_before']} -> {res['load_avg_after']}"),
         ("set-up (untimed part of the bench)", _fmt(res["setup_s"], " s")),
-        ("Spark full rebuild (history + features)", _fmt(res["spark_full_rebuild_s"], " s")),
+        ("Spark full rebuild (chunks + state + features)", _fmt(res["spark_full_rebuild_s"], " s")),
         ("  of which history alone (separate run)", _fmt(res["spark_history_only_s"], " s")),
         ("Spark full rebuild throughput", _fmt(res["spark_full_events_per_s"], " events/s", 0)),
-        ("Spark incremental day (MERGE + features)", _fmt(res["spark_incremental_day_s"], " s")),
+        ("Spark incremental day (chunk + state MERGE + features)", _fmt(res["spark_incremental_day_s"], " s")),
         (
             "incremental / full (target <= 10%)",
             f"{_fmt(100 * res['incremental_over_full'], ' %', 1)}  met: {res['incremental_target_met']}",
@@ -900,8 +935,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--items", type=int, help="distinct items (default: N/100 at each size)")
     add("--seed", type=int, default=0, help="seed of the synthetic events (default: 0)")
     add("--threads", type=int, default=os.cpu_count() or 1, help=f"DuckDB threads (default: cores, {os.cpu_count()})")
-    add("--ml100k", type=Path, metavar="PATH",
-        help="MovieLens-100K RecBole folder (its ml-100k.inter) to replay day by day (default: none, skipped)")  # fmt: skip
+    add("--ml100k", type=Path, default=None, metavar="PATH",
+        help="MovieLens-100K RecBole folder to replay day by day (default: none, skipped)")  # fmt: skip
     add("--no-ml100k", action="store_true", help="skip the MovieLens-100K replay")
     add("--ml100k-days", type=int, metavar="K", help="replay only the first K days (default: all 213)")
     add(

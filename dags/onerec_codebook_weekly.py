@@ -4,7 +4,8 @@ item_pairs -> validate_item_pairs -> item_alignment (retrain: a new embedding mo
 version, every item re-embedded) -> validate_item_embeddings -> codebook (full
 RQ-KMeans fit, a new codebook version; ``gold.item_sid_mapping`` maps each item's
 previous semantic ID to its new one) -> validate_codebook -> feast_apply ->
-feast_materialize (the rewritten item rows go online) -> report.
+feast_materialize (the rewritten item rows go online) -> maintenance (OPTIMIZE with
+Z-order, deletion-vector purge, VACUUM: jobs/maintenance.py) -> report.
 
 Between weekly runs ``onerec_daily`` only encodes new items with the current codebook,
 so existing items keep their IDs; this DAG is where IDs may move, and the mapping
@@ -79,6 +80,11 @@ def onerec_codebook_weekly():
         return stages.feast_materialize(ds, dag_run.conf)
 
     @task
+    def maintenance(ds=None, dag_run=None):
+        """OPTIMIZE + Z-order, purge deletion vectors, VACUUM (retention from the config); figures in the report."""
+        return stages.maintenance(ds, dag_run.conf)
+
+    @task
     def report(ds=None, dag_run=None):
         """The day's run report, with the new codebook's figures."""
         return stages.report(ds, dag_run.conf)
@@ -92,6 +98,7 @@ def onerec_codebook_weekly():
         >> validate_codebook()
         >> feast_apply()
         >> feast_materialize()
+        >> maintenance()
         >> report()
     )
 

@@ -50,6 +50,7 @@ WEEKLY_CHAIN = [
     "validate_codebook",
     "feast_apply",
     "feast_materialize",
+    "maintenance",
     "report",
 ]
 WEEKLY_EDGES = list(zip(WEEKLY_CHAIN, WEEKLY_CHAIN[1:], strict=False))
@@ -79,6 +80,7 @@ PRODUCING = {
         "codebook",
         "feast_apply",
         "feast_materialize",
+        "maintenance",
         "report",
     },
 }
