@@ -4,8 +4,8 @@ Each function is one Airflow task body, ``(ds, run_conf) -> small JSON-able dict
 ``jobs.stages``; the run conf picks the config (``settings_for_run``). They talk through files
 under ``model.work_dir/<ds>/`` and two registered models in MLflow (``models/registry.py``): the
 generator's (aliases ``candidate`` and ``champion``) and the reward model's (alias ``current``).
-Each stage but promote is also an MLflow run (``models/tracking.py``: params, metrics, curves). Tables are
-read through the Delta log with ``deltalake`` (no Spark session is needed for model work).
+Each stage but promote is also an MLflow run (``models/tracking.py``: params, metrics, curves).
+Tables are read through the Delta log with ``deltalake`` (no Spark session is needed for model work).
 
     python -m jobs.model_stages all --ds 2026-10-05 [--config tiny] [--set model.align.method=dpo]
 

@@ -27,6 +27,7 @@ QUIET_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",  # mlflow.telemetry: no usage events leave the machine
     "DO_NOT_TRACK": "true",  # the cross-tool opt-out, read by mlflow's telemetry as well
     "MLFLOW_ENABLE_ASYNC_LOGGING": "false",  # a task's metrics are written before it returns
+    "MLFLOW_LOGGING_LEVEL": "WARNING",  # no INFO lines (database set-up, "created version ...")
 }
 QUIET_LOGGERS = ("mlflow", "alembic", "alembic.runtime.migration")
 
@@ -49,9 +50,8 @@ def client(tracking_uri: str) -> MlflowClient:
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     from mlflow import MlflowClient
 
-    made = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    quiet()  # mlflow configures its own logger at import: lower it again
-    return made
+    quiet()  # mlflow configures its own loggers at import: lower them before the store is opened
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 def experiment_id(mlflow_client: MlflowClient, name: str, artifact_root: str | None) -> str:

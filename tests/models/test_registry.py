@@ -36,8 +36,8 @@ def _ckpt(tmp_path: Path, name: str, payload: str) -> Path:
     return d
 
 
-def test_register_alias_rollback_history(store, tmp_path):
-    reg = _registry(store, "gen_basic")
+def test_register_alias_rollback_history(store, tmp_path, capfd):
+    reg = _registry(store, "gen_basic")  # the module's first use: MLflow creates its tables here
     assert reg.get() is None and reg.history() == [] and reg.versions() == []
     v1 = reg.register(_ckpt(tmp_path, "a", "one"), {"ndcg@10": 0.1}, {"codebook": "v1", "ds": "2026-10-01"})
     v2 = reg.register(_ckpt(tmp_path, "b", "two"), {"ndcg@10": 0.2}, {"codebook": "v1", "ds": "2026-10-02"})
@@ -64,6 +64,8 @@ def test_register_alias_rollback_history(store, tmp_path):
         reg.version("99")
     with pytest.raises(ValueError, match="reserved"):  # MLflow reads @latest as "the newest version"
         reg.set_alias("latest", v1, "never an alias")
+    out, err = capfd.readouterr()
+    assert " INFO " not in out + err, (out + err)[-2000:]  # quiet: no database set-up or "created version" lines
 
 
 def test_rollback_walks_back_through_several_promotions(store, tmp_path):
