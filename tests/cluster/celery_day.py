@@ -126,7 +126,7 @@ class CeleryDeployment:
         except Exception:  # noqa: BLE001 - the table appears with the first parse
             return set()
 
-    def run_day(self, day: date, timeout: float = 1500) -> dict:
+    def run_day(self, day: date, timeout: float = 2400) -> dict:
         """Trigger the day, wait for the run to finish; its state and each task's state and hostname."""
         # The one-slot pool of the lake writers, as infra's airflow-init creates it.
         self._airflow("pools", "set", self.cfg.airflow.lake_pool, "1", "lake writers, one at a time")
