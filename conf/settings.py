@@ -104,12 +104,22 @@ class ValidationSettings(_Frozen):
     """How GX validates a table partition.
 
     ``auto``: partitions up to ``pandas_max_rows`` rows are collected and validated with
-    GX's pandas engine (one Arrow transfer instead of ~30 Spark jobs per suite); larger
-    ones stay on Spark, which scales out with the cluster.
+    GX's pandas engine (one transfer instead of ~30 Spark jobs per suite); larger ones stay
+    on Spark, which scales out with the cluster. ``pandas`` never applies above the bound
+    either: nothing unbounded is collected to the driver.
+
+    Why these bounds: pandas holds each value as a Python object (~30-100 B: strings, floats,
+    list elements), so ``pandas_max_values`` = 5 M values (scalar cells + array/map elements,
+    counted by Spark first) keeps a collected partition near 0.5 GB on an 8 GiB driver, and
+    ``pandas_max_rows`` = 50k caps the row count (GX's pandas engine also copies the frame per
+    expectation). Row count alone is no bound: a ``user_features`` row carries lifelong
+    sequences of up to ``lifelong_cap`` items. 500k rows, the old bound, was several GB for a
+    day of a real user base. Every test and sample-sized partition still gets the fast engine.
     """
 
     engine: Literal["auto", "spark", "pandas"] = "auto"
-    pandas_max_rows: int = 500_000
+    pandas_max_rows: int = 50_000
+    pandas_max_values: int = 5_000_000
 
 
 class AirflowSettings(_Frozen):
@@ -185,6 +195,10 @@ class ItemEmbeddingSettings(_Frozen):
     seed: int = 0
     # mode=auto retrains (a new model version) when the current one is this many days old.
     full_refresh_days: int = 7
+    # Behaviour vectors: the spectral basis is computed on the driver over at most this many
+    # best-connected items; the rest are folded in by Spark (jobs/behaviour_vectors.py).
+    # 10^5 items x top-50 pairs: ~5 M edges, ~0.3 GB on the driver.
+    behaviour_sample_items: int = 100_000
 
 
 class AlignmentSettings(_Frozen):
@@ -203,7 +217,10 @@ class AlignmentSettings(_Frozen):
     holdout: float = 0.1
     val_share: float = 0.1
     max_eval_pairs: int = 2000
+    # The aligner trains on the driver on at most max_pairs strongest pairs among at most
+    # max_items items: 2 M pairs as pandas ~0.3 GB, 2*10^5 items x 480 floats = 0.4 GB of content.
     max_pairs: int = 2_000_000
+    max_items: int = 200_000
 
 
 class SemanticIdSettings(_Frozen):

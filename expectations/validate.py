@@ -63,10 +63,11 @@ def validate(spark: SparkSession, cfg: Settings, table: str, ds: date | None = N
     # release the cache afterwards (the GX data source is created with persist=False).
     frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        row_count = frame.count()
-        engine = _engine(cfg, row_count)
-        # Small partitions: one Arrow transfer, then GX's pandas engine (no Spark job per
-        # expectation); the column types, which pandas cannot see, are checked on the Spark schema.
+        row_count, values = _size(frame)
+        engine = _engine(cfg, row_count, values)
+        # Small partitions (at most pandas_max_rows, checked by _engine): one transfer, then GX's
+        # pandas engine (no Spark job per expectation); the column types, which pandas cannot
+        # see, are checked on the Spark schema. Anything bigger stays in Spark.
         data = frame.toPandas() if engine == "pandas" else frame
         result = _run_checkpoint(cfg, table, ds, data, engine=engine, facts=facts)
         wrong_types = _schema_failures(frame, table) if engine == "pandas" else []
@@ -95,12 +96,38 @@ def validate(spark: SparkSession, cfg: Settings, table: str, ds: date | None = N
     return report
 
 
-def _engine(cfg: Settings, row_count: int) -> str:
-    """``pandas`` for small partitions under ``auto`` (see ValidationSettings), else the configured one."""
-    choice = cfg.validation.engine
-    if choice == "auto":
-        return "pandas" if row_count <= cfg.validation.pandas_max_rows else "spark"
-    return choice
+def _size(frame: DataFrame) -> tuple[int, int]:
+    """``(rows, values)`` in one Spark job: values = scalar cells + elements of array/map cells."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, MapType
+
+    nested = [f.name for f in frame.schema if isinstance(f.dataType, ArrayType | MapType)]
+    flat = len(frame.columns) - len(nested)
+    sizes = [F.sum(F.greatest(F.size(F.col(c)), F.lit(0))) for c in nested]
+    row = frame.agg(F.count("*").alias("n"), *[s.alias(f"s{i}") for i, s in enumerate(sizes)]).collect()[0]
+    n = int(row["n"])
+    return n, n * flat + sum(int(row[f"s{i}"] or 0) for i in range(len(nested)))
+
+
+def _engine(cfg: Settings, row_count: int, values: int = 0) -> str:
+    """``pandas`` for partitions within ``pandas_max_rows`` rows and ``pandas_max_values`` values
+    (``auto`` or ``pandas``), else ``spark``.
+
+    The pandas engine needs the whole partition on the driver (``toPandas``), so it is never
+    used above the bounds, whatever the config asks: ``engine: pandas`` on a bigger partition
+    falls back to Spark with a warning rather than collect an unbounded frame.
+    """
+    v = cfg.validation
+    if v.engine == "spark":
+        return "spark"
+    if row_count <= v.pandas_max_rows and values <= v.pandas_max_values:
+        return "pandas"
+    if v.engine == "pandas":
+        log.warning(
+            "validation.engine=pandas but the partition has %d rows / %d values (bounds %d / %d): using Spark",
+            row_count, values, v.pandas_max_rows, v.pandas_max_values,
+        )  # fmt: skip
+    return "spark"
 
 
 def _schema_failures(frame: DataFrame, table: str) -> list[Failure]:

@@ -9,13 +9,17 @@ Amazon Beauty have no item rows at all). For each item, ``gold.item_embeddings``
 * ``content_vector``: ``[text | attributes | image]`` from jobs/text_encoder.py, computed inside
   Spark with ``mapInPandas`` (the encoder loads once per Python worker); null without content.
 * ``behaviour_vector``: the item's row of the top-``dim`` eigenvectors of the normalised
-  item-pair graph ``A^ = D^-1/2 A D^-1/2`` (``A`` = ``gold.item_pairs[ds]`` scores; a truncated
-  spectral decomposition, i.e. SVD of a symmetric matrix), scaled by ``sqrt(lambda)``; null for
-  items without pairs. Full runs decompose the graph; daily runs *fold in* new items
-  (``b_new = sum_j A^_nj b_j / lambda``, the LSI fold-in), so old vectors stay put.
+  item-pair graph ``A^ = D^-1/2 A D^-1/2`` (``A`` = ``gold.item_pairs[ds]`` scores), scaled by
+  ``sqrt(lambda)``; null for items without pairs. Full runs decompose the graph's core (the
+  ``behaviour_sample_items`` best-connected items: the whole graph when it is no bigger) on the
+  driver and *fold out* every other item in Spark (``b_n = sum_j A^_nj b_j / lambda``, the LSI
+  fold-in); daily runs fold new items into the stored basis the same way, so old vectors stay
+  put. Why a core and not the whole graph: jobs/behaviour_vectors.py.
 * ``embedding`` (what semantic IDs and lifelong compression use), with ``embedding_source``:
   ``content`` = the aligned content vector (models/item_alignment.py; the fusion MLP is trained
-  on the day's item pairs in full runs and applied inside Spark); ``behaviour`` = for items
+  in full runs on a bounded sample of the day's item pairs -- ``alignment.max_pairs`` pairs
+  among ``alignment.max_items`` items, recorded in the manifest -- and applied inside Spark,
+  loaded by path in each Python worker); ``behaviour`` = for items
   without content, the behaviour vector -- mapped into the aligned space by a ridge regression
   fitted on items that have both, when the catalogue has content at all; ``cold`` = a fixed
   pseudo-random unit vector (hash of the id) for an item with neither, replaced once it has pairs.
@@ -27,7 +31,9 @@ alignment's held-out Recall@10, raw vs aligned) and re-embeds every item. ``incr
 (daily) uses the newest version of the same config not after ``ds`` and embeds only new items,
 items whose ``content_hash`` changed and cold items that now have pairs. ``auto`` (the default)
 is ``full`` when there is no version yet or the newest is ``full_refresh_days`` old, else
-``incremental``. A re-run changes nothing: the MERGE updates a row only when its version,
+``incremental``. Nothing of catalogue size reaches the driver: it holds the aligner's sample,
+the behaviour core and the model; vectors move between stages as Spark columns, never as
+Python lists. A re-run changes nothing: the MERGE updates a row only when its version,
 content hash or source differs, and a version's artifacts, once written, are reused.
 """
 
@@ -46,7 +52,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf.settings import Settings
-from jobs import delta
+from jobs import arrow_frames, delta
+from jobs import behaviour_vectors as bv
+from jobs.behaviour_vectors import behaviour_svd, fold_in  # noqa: F401  (re-exported: the in-memory reference)
 from jobs.cli import base_parser, settings_from_args, setup_logging
 from jobs.schemas import EVENTS, ITEM_EMBEDDINGS, ITEM_PAIRS, ITEMS
 from jobs.stage_report import write_stage_json
@@ -105,62 +113,7 @@ def with_aligned(content: DataFrame, aligner_dir: str, threads: int) -> DataFram
     return content.join(rows.mapInPandas(fn, "item_id string, aligned array<float>"), "item_id", "left")
 
 
-# ---- behaviour vectors (driver, numpy) -----------------------------------------------------------
-
-
-def normalised_graph(pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(ids, rows, cols, weights)`` of ``D^-1/2 A D^-1/2`` with ``A`` symmetric (max of both directions)."""
-    ids = np.unique(np.concatenate([pairs["item_id"].to_numpy(str), pairs["other_item_id"].to_numpy(str)]))
-    i = np.searchsorted(ids, pairs["item_id"].to_numpy(str))
-    j = np.searchsorted(ids, pairs["other_item_id"].to_numpy(str))
-    w = pairs["score"].to_numpy(np.float64)
-    sym = pd.DataFrame({"a": np.concatenate([i, j]), "b": np.concatenate([j, i]), "w": np.concatenate([w, w])})
-    sym = sym.groupby(["a", "b"], sort=True)["w"].max().reset_index()
-    deg = np.bincount(sym["a"], weights=sym["w"], minlength=len(ids))
-    weights = sym["w"].to_numpy() / np.sqrt(deg[sym["a"]] * deg[sym["b"]])
-    return ids, sym["a"].to_numpy(), sym["b"].to_numpy(), weights
-
-
-def behaviour_svd(pairs: pd.DataFrame, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(ids, vectors (n, dim), sigma (dim,))``: ``U sqrt(lambda)`` of the normalised graph, zero-padded.
-
-    The graph is symmetric, so this is its eigendecomposition, keeping the largest *algebraic*
-    eigenvalues (the smooth, cluster-revealing directions; a plain SVD would also keep large
-    negative ones, whose vectors flip sign between neighbours and break the fold-in).
-    """
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.linalg import eigsh
-
-    ids, rows, cols, w = normalised_graph(pairs)
-    n = len(ids)
-    vecs, sigma = np.zeros((n, dim), np.float32), np.zeros(dim, np.float32)
-    k = min(dim, n - 1)
-    if k >= 1:
-        a = csr_matrix((w, (rows, cols)), shape=(n, n))
-        if n <= 4 * dim + 64:
-            lam, u = np.linalg.eigh(a.toarray())
-        else:
-            lam, u = eigsh(a, k=k, which="LA", v0=np.random.default_rng(seed).standard_normal(n))
-        top = np.argsort(-lam, kind="stable")[:k]
-        lam, u = np.maximum(lam[top], 0.0), u[:, top]
-        u *= np.where(u[np.abs(u).argmax(axis=0), np.arange(k)] < 0, -1.0, 1.0)  # fixed signs
-        vecs[:, :k], sigma[:k] = u * np.sqrt(lam), lam
-    return ids, vecs, sigma
-
-
-def fold_in(pairs: pd.DataFrame, new_ids: list[str], known: dict[str, np.ndarray], sigma: np.ndarray) -> dict:
-    """LSI fold-in of ``new_ids`` against fixed ``known`` vectors: ``b = sum_j A^_nj b_j / lambda``."""
-    ids, rows, cols, w = normalised_graph(pairs)
-    out, want = {}, set(new_ids)
-    inv = np.divide(1.0, sigma, out=np.zeros_like(sigma), where=sigma > 1e-6)
-    for a in np.unique(rows):
-        if ids[a] not in want:
-            continue
-        sel = (rows == a) & np.isin(ids[cols], list(known))
-        if sel.any():
-            b = sum(wt * known[ids[c]] for c, wt in zip(cols[sel], w[sel], strict=True))
-            out[str(ids[a])] = (b * inv).astype(np.float32)
-    return out
+# ---- behaviour -> aligned space, cold items ---------------------------------------------------
 
 
 def ridge_map(b: np.ndarray, z: np.ndarray, lam: float = 1e-2) -> np.ndarray:
@@ -229,40 +182,60 @@ def alignment_config(cfg: Settings):
     from models.item_alignment import AlignmentConfig
 
     a, e = cfg.item.alignment, cfg.item.embeddings
-    knobs = a.model_dump(exclude={"max_pairs"})
+    knobs = a.model_dump(exclude={"max_pairs", "max_items"})
     dims = {"text_dim": e.text_dim, "attribute_dim": e.attribute_dim, "image_dim": e.image_dim, "out_dim": e.dim}
     return AlignmentConfig(**knobs, **dims, seed=e.seed)
 
 
+def aligner_sample(pairs: DataFrame, max_pairs: int, max_items: int) -> tuple[pd.DataFrame, list[str]]:
+    """The aligner's bounded training set: ``(pairs, items)``, at most ``max_pairs`` x ``max_items``.
+
+    The ``max_pairs`` strongest pairs (score, then ids: deterministic; Spark's top-n sends at most
+    that many rows to the driver), then the first ``max_items`` items in that order and the
+    pairs among them.
+    """
+    top = pairs.orderBy(F.desc("score"), "item_id", "other_item_id").limit(max_pairs).toArrow().to_pandas()
+    top = top.sort_values(["score", "item_id", "other_item_id"], ascending=[False, True, True], kind="stable")
+    items = pd.unique(top[["item_id", "other_item_id"]].to_numpy().ravel())[:max_items]
+    keep = set(items)
+    top = top[top["item_id"].isin(keep) & top["other_item_id"].isin(keep)].reset_index(drop=True)
+    return top, [str(i) for i in items]
+
+
 def train_version(
-    spark: SparkSession, cfg: Settings, vdir: Path, content: DataFrame, pairs: pd.DataFrame, beh: dict
+    spark: SparkSession, cfg: Settings, vdir: Path, content: DataFrame, pairs: DataFrame, beh: dict
 ) -> dict:
-    """Train the aligner on the pairs' items (driver), fit the ridge map, write the version's files."""
+    """Train the aligner on a bounded sample of pairs and items (driver), fit the ridge map on the
+    behaviour basis, write the version's files. ``beh``: ``{"vectors": {id: vector}, "sigma"}``
+    of the basis (bounded by ``behaviour_sample_items``)."""
     from safetensors.numpy import save_file
 
     from models import item_alignment
 
-    acfg = alignment_config(cfg)
-    pairs = pairs.sort_values(["score", "item_id", "other_item_id"], ascending=[False, True, True])
-    pairs = pairs.head(cfg.item.alignment.max_pairs)
+    acfg, a = alignment_config(cfg), cfg.item.alignment
+    pairs, item_ids = aligner_sample(pairs, a.max_pairs, a.max_items)
     has = content.where(F.col("content_vector").isNotNull()).select("item_id", "content_vector")
     if len(pairs):
-        ids = pd.DataFrame({"item_id": pd.unique(pairs[["item_id", "other_item_id"]].to_numpy().ravel())})
-        has = has.join(spark.createDataFrame(ids, "item_id string"), "item_id", "left_semi")
+        has = has.join(
+            spark.createDataFrame(pd.DataFrame({"item_id": item_ids}), "item_id string"), "item_id", "left_semi"
+        )
     else:  # no behaviour yet: a content-only model (reconstruction), replaced by the next full run
-        has = has.orderBy("item_id").limit(20_000)
-    rows = has.orderBy("item_id").toPandas()
-    manifest = {"version": vdir.name, "has_aligner": len(rows) > 0, "has_ridge": False, "n_pairs": int(len(pairs))}
+        has = has.orderBy("item_id").limit(min(20_000, a.max_items))
+    table = has.orderBy("item_id").toArrow()
+    ids = arrow_frames.string_column(table, "item_id")
+    sample = {"max_pairs": a.max_pairs, "max_items": a.max_items, "pairs": int(len(pairs)), "items": int(len(ids))}
+    manifest = {"version": vdir.name, "has_aligner": len(ids) > 0, "has_ridge": False, "n_pairs": int(len(pairs))}
+    manifest["aligner_sample"] = sample
     tensors = {"sigma": beh["sigma"]}
-    if len(rows):
-        x = np.stack(rows["content_vector"].to_numpy()).astype(np.float32)
-        index = {k: i for i, k in enumerate(rows["item_id"])}
+    if len(ids):
+        x = arrow_frames.vector_matrix(table, "content_vector", "content vectors")
+        index = {k: i for i, k in enumerate(ids)}
         both = pairs[pairs["item_id"].isin(index) & pairs["other_item_id"].isin(index)]
         p = np.array([[index[a], index[b]] for a, b in zip(both["item_id"], both["other_item_id"], strict=True)])
         model, report = item_alignment.fit_and_evaluate(x, p.reshape(-1, 2), acfg)
         item_alignment.save(model, vdir / ALIGNER_DIR, metrics=report)
         manifest["alignment"] = report
-        shared = [k for k in rows["item_id"] if k in beh["vectors"]]
+        shared = [k for k in ids if k in beh["vectors"]]
         if len(shared) >= 2:
             z = item_alignment.embed(model, x[[index[k] for k in shared]])
             tensors["ridge"] = ridge_map(np.stack([beh["vectors"][k] for k in shared]), z)
@@ -273,27 +246,38 @@ def train_version(
     return manifest
 
 
+def fallback_partitions(ridge: np.ndarray | None, dim: int):
+    """``mapInPandas``: ``(item_id, behaviour_vector)`` -> ``(item_id, _emb, _src)`` for items without
+    aligned content: the behaviour vector through the ridge map (unit), else a cold vector."""
+
+    def fn(batches):
+        for frame in batches:
+            emb, src = [], []
+            for item, b in zip(frame["item_id"], frame["behaviour_vector"], strict=True):
+                b = None if b is None else np.asarray(b, dtype=np.float32)
+                v = None if b is None else _unit(b @ ridge) if ridge is not None else _unit(b)
+                usable = v is not None and np.linalg.norm(v) > 0.5
+                emb.append(v if usable else cold_vector(str(item), dim))
+                src.append("behaviour" if usable else "cold")
+            yield pd.DataFrame({"item_id": frame["item_id"].values, "_emb": emb, "_src": src})
+
+    return fn
+
+
 def assemble(
-    spark: SparkSession, content: DataFrame, beh: dict, ridge: np.ndarray | None, version: str, ds: date, dim: int
+    content: DataFrame, beh: DataFrame, ridge: np.ndarray | None, version: str, ds: date, dim: int
 ) -> DataFrame:
-    """Rows in the ``gold.item_embeddings`` schema: aligned content, else behaviour, else cold."""
-    beh_vecs = beh["vectors"]
-    fallback = [r["item_id"] for r in content.where(F.col("aligned").isNull()).select("item_id").collect()]
-    emb, src = [], []
-    for item in fallback:
-        b = beh_vecs.get(item)
-        v = None if b is None else _unit(b @ ridge) if ridge is not None else _unit(b)
-        usable = v is not None and np.linalg.norm(v) > 0.5
-        # Plain Python floats: without Arrow, createDataFrame rejects numpy scalars in array<float>.
-        emb.append(np.asarray(v if usable else cold_vector(item, dim), dtype=np.float64).tolist())
-        src.append("behaviour" if usable else "cold")
-    side = pd.DataFrame({"item_id": fallback, "_emb": emb, "_src": src})
-    side_df = spark.createDataFrame(side, "item_id string, _emb array<float>, _src string")
-    vectors = [np.asarray(v, dtype=np.float64).tolist() for v in beh_vecs.values()]
-    bdf = pd.DataFrame({"item_id": list(beh_vecs), "behaviour_vector": vectors})
-    beh_df = spark.createDataFrame(bdf, "item_id string, behaviour_vector array<float>")
-    out = content.join(beh_df, "item_id", "left").join(side_df, "item_id", "left")
-    out = out.select(
+    """Rows in the ``gold.item_embeddings`` schema: aligned content, else behaviour, else cold (in Spark).
+
+    ``content``: ``CONTENT_SCHEMA`` + ``aligned``; ``beh``: ``(item_id, behaviour_vector)``.
+    """
+    joined = content.join(beh, "item_id", "left")
+    side = (
+        joined.where(F.col("aligned").isNull())
+        .select("item_id", "behaviour_vector")
+        .mapInPandas(fallback_partitions(ridge, dim), "item_id string, _emb array<float>, _src string")
+    )
+    out = joined.join(side, "item_id", "left").select(
         "item_id",
         "content_vector",
         "behaviour_vector",
@@ -309,42 +293,35 @@ def assemble(
 # ---- job ---------------------------------------------------------------------------------------
 
 
-def _read_pairs(spark: SparkSession, cfg: Settings, ds: date) -> pd.DataFrame:
+def _read_pairs(spark: SparkSession, cfg: Settings, ds: date) -> DataFrame:
     pairs = delta.read(spark, cfg.table_path("item_pairs"), ITEM_PAIRS).where(F.col("ds") == F.lit(ds).cast("date"))
-    return pairs.select("item_id", "other_item_id", "score").toPandas()
+    return pairs.select("item_id", "other_item_id", "score")
 
 
-def _behaviour(spark, cfg, mode, pairs, todo_ids, existing, vdir) -> dict:
-    """Full: SVD of the graph. Incremental: fold new items into the version's fixed basis."""
+def _behaviour(spark, cfg, mode, sym, todo, existing, vdir) -> tuple[DataFrame, dict]:
+    """``(vectors of the todo items (Spark), basis)``; see jobs/behaviour_vectors.py.
+
+    Full: decompose the graph's core (``behaviour_sample_items``), fold the other items out in
+    Spark. Incremental: fold the todo items into the version's fixed basis (their paired items'
+    stored vectors). ``basis`` = ``{"vectors": {id: vector} (the core only), "sigma", "items"}``.
+    """
     from safetensors.numpy import load_file
 
-    dim, seed = cfg.item.embeddings.dim, cfg.item.embeddings.seed
+    e = cfg.item.embeddings
+    norm = bv.normalised_edges(sym)
+    todo_ids = todo.select("item_id")
     if mode == "full":
-        if not len(pairs):
-            return {"vectors": {}, "sigma": np.zeros(dim, np.float32)}
-        ids, vecs, sigma = behaviour_svd(pairs, dim, seed)
-        return {"vectors": _usable(dict(zip(ids.tolist(), vecs, strict=True))), "sigma": sigma}
+        ids, vecs, sigma = bv.core_basis(spark, sym, e.behaviour_sample_items, e.dim, e.seed)
+        core = bv.vectors_frame(spark, ids, vecs)
+        rest = todo_ids.join(spark.createDataFrame([(str(i),) for i in ids], "item_id string"), "item_id", "left_anti")
+        vectors = core.join(todo_ids, "item_id", "left_semi").unionByName(bv.fold_in_spark(norm, core, rest, sigma))
+        usable = np.linalg.norm(vecs, axis=1) > 1e-9
+        basis = {"vectors": dict(zip(ids[usable].tolist(), vecs[usable], strict=True)), "sigma": sigma}
+        return vectors, {**basis, "items": int(len(ids))}
     sigma = load_file(str(vdir / BEHAVIOUR_FILE))["sigma"]
-    todo = set(todo_ids)
-    near = pairs[pairs["item_id"].isin(todo) | pairs["other_item_id"].isin(todo)]
-    if not len(near):
-        return {"vectors": {}, "sigma": sigma}
-    ids = pd.DataFrame({"item_id": pd.unique(near[["item_id", "other_item_id"]].to_numpy().ravel())})
-    known_rows = (
-        existing.where(F.col("behaviour_vector").isNotNull())
-        .join(spark.createDataFrame(ids, "item_id string"), "item_id", "left_semi")
-        .select("item_id", "behaviour_vector")
-        .collect()
-    )
-    known = {
-        r["item_id"]: np.asarray(r["behaviour_vector"], np.float32) for r in known_rows if r["item_id"] not in todo
-    }
-    return {"vectors": _usable(fold_in(near, sorted(todo), known, sigma)), "sigma": sigma}
-
-
-def _usable(vectors: dict) -> dict:
-    """Drop all-zero vectors (an item in a graph component the top eigenvectors miss): no signal."""
-    return {k: v for k, v in vectors.items() if np.linalg.norm(v) > 1e-9}
+    known = existing.where(F.col("behaviour_vector").isNotNull()).join(todo_ids, "item_id", "left_anti")
+    vectors = bv.fold_in_spark(norm, known.select("item_id", "behaviour_vector"), todo_ids, sigma)
+    return vectors, {"vectors": {}, "sigma": sigma, "items": 0}
 
 
 def run(cfg: Settings, ds: date, spark: SparkSession | None = None, mode: str = "auto") -> dict:
@@ -373,25 +350,26 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, mode: str = 
     events = events.where(F.col("event_date") <= day if mode == "full" else F.col("event_date") == day)
     catalogue = build_catalogue(delta.read(spark, cfg.table_path("items"), ITEMS), events.select("item_id"))
     pairs = _read_pairs(spark, cfg, ds)
+    sym = bv.symmetric_edges(pairs).persist()
     existing = delta.read(spark, out_path, ITEM_EMBEDDINGS)
     todo = catalogue
     if mode == "incremental":
-        pair_ids = pd.DataFrame({"item_id": pd.unique(pairs[["item_id", "other_item_id"]].to_numpy().ravel())})
-        todo = select_to_embed(catalogue, existing, spark.createDataFrame(pair_ids, "item_id string"))
+        todo = select_to_embed(catalogue, existing, sym.select(F.col("a").alias("item_id")).distinct())
     content = with_content(todo, content_params(cfg)).persist()
-    todo_ids = [r["item_id"] for r in content.select("item_id").collect()]
+    n_todo = content.count()
     report = {"ds": ds.isoformat(), "mode": mode, "model_version": version, "table": out_path, "embedded": 0}
-    if todo_ids:
-        beh = _behaviour(spark, cfg, mode, pairs, todo_ids, existing, vdir)
+    if n_todo:
+        beh, basis = _behaviour(spark, cfg, mode, sym, content, existing, vdir)
+        beh = beh.persist()
         if not (vdir / MANIFEST).is_file():
-            train_version(spark, cfg, vdir, content, pairs, beh)
+            train_version(spark, cfg, vdir, content, pairs, basis)
         manifest = json.loads((vdir / MANIFEST).read_text())
         ridge = load_file(str(vdir / BEHAVIOUR_FILE)).get("ridge")
         if manifest["has_aligner"]:
             content = with_aligned(content, str(vdir / ALIGNER_DIR), cfg.item.embeddings.worker_threads)
         else:
             content = content.withColumn("aligned", F.lit(None).cast("array<float>"))
-        rows = assemble(spark, content, beh, ridge, version, ds, cfg.item.embeddings.dim).persist()
+        rows = assemble(content, beh, ridge, version, ds, cfg.item.embeddings.dim).persist()
         by_source = {r["embedding_source"]: int(r["count"]) for r in rows.groupBy("embedding_source").count().collect()}
         changed = (
             "s.model_version > t.model_version OR (s.model_version = t.model_version"
@@ -399,7 +377,10 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, mode: str = 
         )
         delta.merge_upsert(spark, rows, out_path, keys=("item_id",), update_condition=changed)
         rows.unpersist()
-        report.update(embedded=len(todo_ids), by_source=by_source, alignment=manifest.get("alignment"))
+        beh.unpersist()
+        report.update(embedded=n_todo, by_source=by_source, alignment=manifest.get("alignment"))
+        report.update(aligner_sample=manifest.get("aligner_sample"), behaviour_basis_items=basis["items"])
+    sym.unpersist()
     content.unpersist()
     log.info(
         "item_embeddings ds=%s mode=%s version=%s: embedded %d items into %s",

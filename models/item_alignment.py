@@ -27,8 +27,8 @@ Swing pairs), and keeps content semantics with a caption-generation loss. Here:
   held-out partner among all items, for the raw content vectors and for the aligned ones.
 
 Checkpoints are ``aligner.safetensors`` + ``aligner.json`` (config, metrics, sha256): no pickle.
-Training is on the driver (CPU is fine: a few thousand pairs train in seconds); the trained model
-is applied inside Spark by jobs/item_embeddings.py.
+Training is on the driver, on a bounded sample of pairs and items chosen by jobs/item_embeddings.py
+(CPU is fine: a few thousand pairs train in seconds); the trained model is applied inside Spark.
 """
 
 from __future__ import annotations
@@ -250,8 +250,10 @@ def recall_at_k(vectors: np.ndarray, pairs: np.ndarray, k: int = 10) -> float | 
     v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     queries = np.concatenate([pairs, pairs[:, ::-1]])
     hits = 0
-    for start in range(0, len(queries), 4096):
-        q = queries[start : start + 4096]
+    # (step x n) float32 scores: at most 2^25 of them (128 MiB) however many items there are.
+    step = max(1, min(4096, (1 << 25) // max(1, len(v))))
+    for start in range(0, len(queries), step):
+        q = queries[start : start + step]
         scores = v[q[:, 0]] @ v.T
         scores[np.arange(len(q)), q[:, 0]] = -np.inf  # the query itself is not a candidate
         target = scores[np.arange(len(q)), q[:, 1]]

@@ -274,3 +274,14 @@ def test_spark_engine_finds_the_same_failures_as_pandas(spark, events_cfg, valid
         assert good.success and good.row_count == 5
         assert [(f["column"], f["severity"]) for f in warned.failures] == [("play_seconds", "warning")]
         assert sorted(warned.failures[0]["observed"]["partial_unexpected_list"]) == [-5.0, -1.0]
+
+
+def test_pandas_engine_never_collects_above_its_bounds(spark, events_cfg, validate):
+    """``engine: pandas`` is honoured only within pandas_max_rows / pandas_max_values; beyond, Spark."""
+    v = events_cfg.validation
+    forced = events_cfg.model_copy(update={"validation": v.model_copy(update={"engine": "pandas"})})
+    assert validate(spark, forced, "events", GOOD).engine == "pandas"
+    for bound in ({"pandas_max_rows": 4}, {"pandas_max_values": 5 * 10}):  # 5 rows x 15+ columns > 50
+        small = forced.model_copy(update={"validation": forced.validation.model_copy(update=bound)})
+        report = validate(spark, small, "events", GOOD)
+        assert report.engine == "spark" and report.success and report.row_count == 5

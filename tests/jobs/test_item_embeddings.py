@@ -130,3 +130,29 @@ def test_minilm_text_encoder_is_local_and_semantic():
     v = enc.encode(["how to cook pasta", "an easy spaghetti recipe", "football match highlights"])
     assert v.shape == (3, 384) and np.isfinite(v).all()
     assert v[0] @ v[1] > v[0] @ v[2]
+
+
+def test_spark_basis_and_fold_in_equal_the_in_memory_reference(spark):
+    """core_basis on a graph within the bound is behaviour_svd; fold_in_spark is fold_in (same degrees)."""
+    from jobs import behaviour_vectors as bv
+
+    pairs = pd.DataFrame(PAIRS, columns=["item_id", "other_item_id", "score"])
+    ids, vecs, sigma = item_embeddings.behaviour_svd(pairs, 4, 0)
+    sym = bv.symmetric_edges(spark.createDataFrame(pairs))
+    core_ids, core_vecs, core_sigma = bv.core_basis(spark, sym, 100, 4, 0)
+    assert list(core_ids) == list(ids)
+    np.testing.assert_allclose(core_vecs, vecs, atol=1e-5)
+    np.testing.assert_allclose(core_sigma, sigma, atol=1e-6)
+    assert len(bv.core_basis(spark, sym, 3, 4, 0)[0]) == 3  # the bound holds
+
+    known = {k: v for k, v in zip(ids, vecs, strict=True) if k not in ("i1", "f2")}
+    want = item_embeddings.fold_in(pairs, ["i1", "f2"], known, sigma)
+    known_df = bv.vectors_frame(spark, np.array(list(known)), np.stack(list(known.values())))
+    targets = spark.createDataFrame([("i1",), ("f2",)], "item_id string")
+    got = {
+        r.item_id: np.asarray(r.behaviour_vector)
+        for r in bv.fold_in_spark(bv.normalised_edges(sym), known_df, targets, sigma).collect()
+    }
+    assert set(got) == {k for k, v in want.items() if np.linalg.norm(v) > 1e-9}
+    for k in got:
+        np.testing.assert_allclose(got[k], want[k], atol=1e-5)
