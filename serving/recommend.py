@@ -206,7 +206,8 @@ def champion_dir(cfg, checkpoint: str | None) -> tuple[Path, str]:
     registry = registry_for(cfg)
     champion = registry.get("champion")
     if champion is None:
-        raise LookupError(f"{registry.uri('champion')} is not set yet: run the daily DAG (make run) or pass --checkpoint")
+        raise LookupError(f"no champion yet ({registry.uri('champion')} is not set): run the daily DAG (make run) "
+                          "or pass --checkpoint")  # fmt: skip
     return Path(champion.path), champion.version
 
 
