@@ -188,7 +188,7 @@ def popular_items(cfg, limit: int = 1000) -> list[str]:
     from models.continual import read_delta  # honours deletion vectors (Spark-written tables use them)
 
     try:
-        stats = read_delta(cfg.table_path("item_stats"), storage_options=cfg.lake_storage_options())
+        stats = read_delta(cfg.table_path("item_stats"))
     except (TableNotFoundError, FileNotFoundError):
         return []
     latest = stats.sort_values("ds").groupby("item_id", as_index=False).last()
@@ -206,9 +206,8 @@ def champion_dir(cfg, checkpoint: str | None) -> tuple[Path, str]:
     registry = registry_for(cfg)
     champion = registry.get("champion")
     if champion is None:
-        raise LookupError(
-            f"{registry.uri('champion')} is not set yet: run the daily DAG (make run) or pass --checkpoint"
-        )
+        raise LookupError(f"no champion yet ({registry.uri('champion')} is not set): run the daily DAG (make run) "
+                          "or pass --checkpoint")  # fmt: skip
     return Path(champion.path), champion.version
 
 
