@@ -26,7 +26,7 @@ def vector_matrix(table, column: str, what: str) -> np.ndarray:
         row = int(np.flatnonzero(lengths != lengths[0])[0])
         raise ValueError(f"{what}: row {row} has a {lengths[row]}-d {column}, row 0 a {lengths[0]}-d one")
     flat = lists.flatten().to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(flat, dtype=np.float32).reshape(n, int(lengths[0]))
+    return np.array(flat, dtype=np.float32).reshape(n, int(lengths[0]))  # a writable copy (torch wants one)
 
 
 def string_column(table, column: str) -> np.ndarray:
