@@ -121,5 +121,5 @@ def render(summary: dict[str, Any], config_args: str = "") -> str:
         lines.append("Try:")
         lines.append(f"  python -m features.lookup --user {user}{extra}")
         if champ:
-            lines.append(f"  python -m models.recommend --user {user}{extra}")
+            lines.append(f"  python -m serving.recommend --user {user}{extra}")
     return "\n".join(lines)

@@ -74,4 +74,4 @@ def test_summary_lists_every_delta_table_and_the_quality_verdicts(tmp_path):
     assert "bronze.events" in text and "12" in text and "FAILED events: 2026-10-02" in text
     assert "Champion: v0002  recall@10 0.2500" in text
     assert "python -m features.lookup --user u7 --config tiny" in text
-    assert "python -m models.recommend --user u7 --config tiny" in text
+    assert "python -m serving.recommend --user u7 --config tiny" in text
