@@ -25,11 +25,12 @@ def write_json(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def read_table(cfg: Settings, table: str, where: str | None = None):
-    """A table as pandas, through the Delta log (``where``: SQL on its columns; see models.continual.read_delta)."""
+def read_table(cfg: Settings, table: str, where: str | None = None, order_by: str | None = None):
+    """A table as pandas, through the Delta log (``where``: SQL on its columns; ``order_by``: sort keys;
+    see models.delta_read)."""
     from models.continual import read_delta
 
-    return read_delta(cfg.table_path(table), where, cfg.lake_storage_options())
+    return read_delta(cfg.table_path(table), where, cfg.lake_storage_options(), order_by=order_by)
 
 
 def read_examples(cfg: Settings, ds: date):
@@ -42,7 +43,8 @@ def read_examples(cfg: Settings, ds: date):
 def read_events(cfg: Settings, ds: date, days: int):
     """bronze.events of the ``days`` days ending on ``ds``."""
     first = ds - timedelta(days=days - 1)
-    return read_table(cfg, "events", f"event_date BETWEEN DATE '{first}' AND DATE '{ds}'")
+    # In key order: the reward model trained on them must not depend on the files' order.
+    return read_table(cfg, "events", f"event_date BETWEEN DATE '{first}' AND DATE '{ds}'", order_by="event_id")
 
 
 def registries(cfg: Settings):

@@ -162,7 +162,9 @@ def load_generator(directory: str | Path) -> SemanticIdGenerator:
 def read_examples(table: str | Path, ds: str, storage_options: dict | None = None) -> pd.DataFrame:
     """The leave_one_out rows of one day of ``gold.training_examples``."""
     day = str(ds)[:10]
-    return read_delta(table, f"protocol = 'leave_one_out' AND ds = DATE '{day}'", storage_options)
+    # Ordered by the table's key: the same day always trains on the same row order (re-runs change nothing).
+    where = f"protocol = 'leave_one_out' AND ds = DATE '{day}'"
+    return read_delta(table, where, storage_options, order_by="user_id, split")
 
 
 def main(argv: list[str] | None = None) -> dict:

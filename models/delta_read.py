@@ -12,15 +12,19 @@ from pathlib import Path
 import pandas as pd
 
 
-def read_delta(path: str | Path, where: str | None = None, storage_options: dict | None = None) -> pd.DataFrame:
+def read_delta(
+    path: str | Path, where: str | None = None, storage_options: dict | None = None, order_by: str | None = None
+) -> pd.DataFrame:
     """Rows of a Delta table as pandas, through its log. DataFusion's reader (deltalake's
     ``QueryBuilder``) honours deletion vectors, which Spark-written tables use and the pyarrow
     dataset path refuses. ``where``: a SQL predicate on table ``t``, e.g. ``ds = DATE '2026-10-05'``;
-    ``storage_options``: delta-rs options for an object-store lake (``Settings.lake_storage_options``)."""
+    ``storage_options``: delta-rs options for an object-store lake (``Settings.lake_storage_options``);
+    ``order_by``: SQL sort keys. Give them wherever row order feeds training: a rewritten partition's
+    files may come back in another order, and a re-run of a day must train the same model."""
     import pyarrow as pa
     from deltalake import DeltaTable, QueryBuilder
 
-    sql = "SELECT * FROM t" + (f" WHERE {where}" if where else "")
+    sql = "SELECT * FROM t" + (f" WHERE {where}" if where else "") + (f" ORDER BY {order_by}" if order_by else "")
     table = pa.table(
         QueryBuilder().register("t", DeltaTable(str(path), storage_options=storage_options)).execute(sql).read_all()
     )
