@@ -45,7 +45,7 @@ DELTA_DEFAULT_RETENTION_HOURS = 168.0
 
 def detail(spark: SparkSession, path: str) -> dict[str, int]:
     """Files and bytes of the table's current version (DESCRIBE DETAIL: the Delta log, no listing)."""
-    row = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").collect()[0]
+    row = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").collect()[0]  # one row per table
     return {"files": int(row["numFiles"]), "bytes": int(row["sizeInBytes"])}
 
 
@@ -83,11 +83,11 @@ def maintain(spark: SparkSession, cfg: Settings, name: str, ds: date) -> dict:
     builder = table.optimize().where(where) if where else table.optimize()
     zorder = tuple(m.zorder.get(name, ()))
     result = builder.executeZOrderBy(*zorder) if zorder else builder.executeCompaction()
-    metrics = result.collect()[0]["metrics"]
+    metrics = result.collect()[0]["metrics"]  # OPTIMIZE answers one summary row
     purged = 0
     if m.purge_deletion_vectors:
         reorg = f"REORG TABLE delta.`{path}`" + (f" WHERE {where}" if where else "") + " APPLY (PURGE)"
-        rows = spark.sql(reorg).collect()
+        rows = spark.sql(reorg).collect()  # one summary row, like OPTIMIZE
         purged = int(rows[0]["metrics"]["numFilesRemoved"]) if rows and "metrics" in rows[0].__fields__ else 0
     _vacuum(spark, table, m.vacuum_retention_hours)
     after = detail(spark, path)

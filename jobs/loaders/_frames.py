@@ -103,5 +103,6 @@ def utc_days(events: DataFrame) -> list[date]:
     """
     day = F.to_date(parse_timestamp(F.col("timestamp")))
     # Python dates hold years 1..9999; anything beyond is no day to replay (ingest quarantines it).
+    # One row per distinct day: bounded by the dataset's span in days, never by users or items.
     days = events.select(day.alias("d")).where("d BETWEEN DATE'0001-01-01' AND DATE'9999-12-31'").distinct().collect()
     return sorted(r["d"] for r in days)
