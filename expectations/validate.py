@@ -2,10 +2,14 @@
 
 Contract of :func:`validate`:
 
-* reads the table only through ``jobs.delta.read`` (the Delta log, never parquet
+* reads the table only through ``jobs.delta`` (the Delta log, never parquet
   files), restricted to ``ds`` for tables partitioned by a date column
-  (``event_date`` for events, ``ds`` for user_features / training_examples); the
-  other tables, or ``ds=None``, are validated whole, except ``item_sids``: only the
+  (``event_date`` for events, ``ds`` for user_features / training_examples); for the
+  other tables (user_state, items, users, item_embeddings) the rows that the commits of
+  day ``ds`` inserted or updated, read from the change data feed
+  (``jobs.delta.rows_written``), so a day's validation costs what the day wrote. Tables
+  without tagged commits or without the feed, and ``ds=None``, are validated whole, as is
+  ``item_sids``: only the
   newest codebook version up to ``ds``, whose ``codebook.json`` gives the suite its
   ``K`` per level (codes in range, utilisation; :func:`table_facts`). A table that
   does not exist yet is validated as an empty frame;
@@ -44,6 +48,10 @@ if TYPE_CHECKING:
 __all__ = ["DataQualityError", "ValidationReport", "date_partition_column", "main", "validate"]
 
 log = logging.getLogger(__name__)
+
+# Unpartitioned tables validated whole whatever the day: the current codebook's item_sids are
+# checked as one codebook (unique tuples, utilisation), which a day's new items alone cannot show.
+WHOLE_TABLES = frozenset({"item_sids", "item_sid_mapping"})
 
 # How many unexpected values GX keeps (and row keys we look up) per failed expectation.
 PARTIAL_UNEXPECTED = 10
@@ -186,7 +194,13 @@ def _read(spark: SparkSession, cfg: Settings, table: str, ds: date | None) -> Da
     df = delta.read(spark, path, schema=BY_TABLE[table])
     column = date_partition_column(table, cfg)
     if ds is not None and column is not None:
-        df = df.where(F.col(column) == F.lit(ds))  # a partition filter: Delta prunes the other days
+        return df.where(F.col(column) == F.lit(ds))  # a partition filter: Delta prunes the other days
+    if ds is not None and table not in WHOLE_TABLES and delta.exists(spark, path):
+        written = delta.rows_written(spark, path, delta.day_tag(ds), cfg.table(table).keys)
+        if written is not None:
+            log.info("%s ds=%s: validating the rows the day's commits wrote (change data feed)", table, ds)
+            return written
+        log.info("%s ds=%s: no tagged commits with a change data feed; validating the whole table", table, ds)
     return df
 
 

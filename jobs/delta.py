@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
@@ -123,3 +124,65 @@ def version(spark: SparkSession, path: str) -> int:
 def date_literal(ds: date) -> str:
     """SQL literal for a date, used in replaceWhere predicates."""
     return f"DATE'{ds.isoformat()}'"
+
+
+# Every commit a daily stage makes carries ``onerec ds=<day>`` as its Delta userMetadata
+# (jobs/stages.py), so a reader can find what the run of one day wrote without a column for it.
+COMMIT_TAG_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+def day_tag(ds: date) -> str:
+    """The userMetadata of the commits made for day ``ds``."""
+    return f"onerec ds={ds.isoformat()}"
+
+
+@contextmanager
+def commit_tag(spark: SparkSession, tag: str) -> Iterator[None]:
+    """Tag every Delta commit of this session with ``tag`` for the duration of the block."""
+    previous = spark.conf.get(COMMIT_TAG_CONF, None)
+    spark.conf.set(COMMIT_TAG_CONF, tag)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(COMMIT_TAG_CONF)
+        else:
+            spark.conf.set(COMMIT_TAG_CONF, previous)
+
+
+def rows_written(spark: SparkSession, path: str, tag: str, keys: Sequence[str]) -> DataFrame | None:
+    """The rows the commits tagged ``tag`` inserted or updated, from the change data feed.
+
+    Each key's newest post-image among those commits (rows of one commit that share a key are
+    all kept, so a duplicate written by one MERGE still shows). Cost: the tagged commits'
+    change files and added files, not the table. ``None`` when the answer cannot come from the
+    log: no commit of the table carries an onerec tag (written before tagging, or by hand), or
+    the change data feed is off for it (tables created before it was enabled). An empty frame
+    when tags exist but none is ``tag``: that day wrote nothing here.
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    table = DeltaTable.forPath(spark, path)
+    props = table.detail().select("properties").first()["properties"] or {}
+    if props.get("delta.enableChangeDataFeed", "false").lower() != "true":
+        return None
+    history = table.history().select("version", "userMetadata").where(F.col("userMetadata").startswith("onerec ds="))
+    versions = sorted(int(r["version"]) for r in history.where(F.col("userMetadata") == tag).collect())
+    if not versions and history.limit(1).count() == 0:
+        return None
+    current = spark.read.format("delta").load(path)
+    if not versions:
+        return current.limit(0)
+    changes = (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", versions[0])
+        .option("endingVersion", versions[-1])
+        .load(path)
+        .where(F.col("_commit_version").isin(versions) & F.col("_change_type").isin("insert", "update_postimage"))
+    )
+    newest = F.max("_commit_version").over(Window.partitionBy(*keys))
+    latest = changes.withColumn("_newest", newest).where(F.col("_commit_version") == F.col("_newest"))
+    return latest.select(*current.columns)

@@ -54,6 +54,9 @@ def get_spark(cfg: Settings):  # -> pyspark.sql.SparkSession
         # Deletion vectors let MERGE mark changed rows instead of rewriting whole files,
         # which keeps the daily sequence update proportional to the day's events.
         .config("spark.databricks.delta.properties.defaults.enableDeletionVectors", "true")
+        # The change data feed lets validation read the rows a day's run wrote to a table that
+        # is not partitioned by day (user_state, items, item_embeddings) instead of the table.
+        .config("spark.databricks.delta.properties.defaults.enableChangeDataFeed", "true")
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
         # Delta replays its log with 50 partitions by default: pure overhead on small tables.
         .config("spark.databricks.delta.snapshotPartitions", str(max(1, cfg.spark.shuffle_partitions)))

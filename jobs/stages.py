@@ -8,8 +8,10 @@ XCom carries these small dicts (counts, paths), never data.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -29,6 +31,26 @@ def _day(ds: str | date) -> date:
     return ds if isinstance(ds, date) else date.fromisoformat(str(ds)[:10])
 
 
+def _tags_commits(stage: Callable[..., dict]) -> Callable[..., dict]:
+    """Run ``stage`` with every Delta commit it makes tagged ``onerec ds=<ds>``.
+
+    Validation then reads what the day wrote to an unpartitioned table from the change data
+    feed of those commits (``jobs.delta.rows_written``), not the whole table.
+    """
+
+    @functools.wraps(stage)
+    def tagged(ds: str, run_conf: dict | None = None, *args: Any, **kwargs: Any) -> dict:
+        from jobs import delta
+        from jobs.spark import get_spark
+
+        spark = get_spark(settings_for_run(run_conf))
+        with delta.commit_tag(spark, delta.day_tag(_day(ds))):
+            return stage(ds, run_conf, *args, **kwargs)
+
+    return tagged
+
+
+@_tags_commits
 def ingest(ds: str, run_conf: dict | None = None) -> dict:
     """Raw files of ``ds`` -> bronze events/items/users + quarantine."""
     from jobs import ingest as job
@@ -36,6 +58,7 @@ def ingest(ds: str, run_conf: dict | None = None) -> dict:
     return job.run(settings_for_run(run_conf), _day(ds))
 
 
+@_tags_commits
 def sequences(ds: str, run_conf: dict | None = None) -> dict:
     """bronze.events[ds] -> silver.user_events[ds] + silver.user_state (MERGE) -> gold.user_features[ds]."""
     from jobs import sequences as job
@@ -43,6 +66,7 @@ def sequences(ds: str, run_conf: dict | None = None) -> dict:
     return job.run(settings_for_run(run_conf), _day(ds))
 
 
+@_tags_commits
 def item_pairs(ds: str, run_conf: dict | None = None) -> dict:
     """silver.user_events (trailing window) -> gold.item_pairs[ds] (Swing / cosine, top-k per item)."""
     from jobs import item_pairs as job
@@ -50,6 +74,7 @@ def item_pairs(ds: str, run_conf: dict | None = None) -> dict:
     return job.run(settings_for_run(run_conf), _day(ds))
 
 
+@_tags_commits
 def item_alignment(ds: str, run_conf: dict | None = None, retrain: bool = False) -> dict:
     """Train the content->behaviour alignment model (a new embedding version) only when needed.
 
@@ -73,6 +98,7 @@ def item_alignment(ds: str, run_conf: dict | None = None, retrain: bool = False)
     return json.loads(json.dumps(report, default=str))
 
 
+@_tags_commits
 def item_embeddings(ds: str, run_conf: dict | None = None) -> dict:
     """New, changed and newly-warm items -> gold.item_embeddings (MERGE), with the current model version."""
     from jobs import item_embeddings as job
@@ -80,6 +106,7 @@ def item_embeddings(ds: str, run_conf: dict | None = None) -> dict:
     return job.run(settings_for_run(run_conf), _day(ds), mode="incremental")
 
 
+@_tags_commits
 def semantic_ids(ds: str, run_conf: dict | None = None, mode: str = "auto") -> dict:
     """gold.item_embeddings -> gold.item_sids: daily ``auto`` encodes new items with the current codebook
     (a full fit when there is none, or the embeddings moved to a new model version); weekly ``full``."""
@@ -88,6 +115,7 @@ def semantic_ids(ds: str, run_conf: dict | None = None, mode: str = "auto") -> d
     return job.run(settings_for_run(run_conf), _day(ds), mode=mode)
 
 
+@_tags_commits
 def lifelong(ds: str, run_conf: dict | None = None) -> dict:
     """gold.user_features[ds] lifelong sequences -> gold.user_lifelong_compressed[ds] (<= N representatives)."""
     from jobs import lifelong as job
@@ -95,6 +123,7 @@ def lifelong(ds: str, run_conf: dict | None = None) -> dict:
     return job.run(settings_for_run(run_conf), _day(ds))
 
 
+@_tags_commits
 def item_stats(ds: str, run_conf: dict | None = None) -> dict:
     """bronze.events[ds] + the running totals -> gold.item_stats[ds] for the items with events on ``ds``."""
     from jobs import item_stats as job
@@ -102,6 +131,7 @@ def item_stats(ds: str, run_conf: dict | None = None) -> dict:
     return job.run(settings_for_run(run_conf), _day(ds))
 
 
+@_tags_commits
 def maintenance(ds: str, run_conf: dict | None = None) -> dict:
     """OPTIMIZE (Z-order), deletion-vector purge and VACUUM of the big tables; figures -> maintenance.json."""
     from jobs import maintenance as job
@@ -124,6 +154,7 @@ def feast_materialize(ds: str, run_conf: dict | None = None) -> dict:
     return json.loads(json.dumps(report, default=str))
 
 
+@_tags_commits
 def training_examples(ds: str, run_conf: dict | None = None) -> dict:
     """History as of ``ds`` -> gold.training_examples[protocol, ds]."""
     from jobs import training_examples as job
