@@ -123,3 +123,10 @@ def version(spark: SparkSession, path: str) -> int:
 def date_literal(ds: date) -> str:
     """SQL literal for a date, used in replaceWhere predicates."""
     return f"DATE'{ds.isoformat()}'"
+
+
+def date_range(column: str, start: date, end: date) -> str:
+    """replaceWhere predicate for the days ``start``..``end`` of ``column`` (``column = day`` for one day)."""
+    if start == end:
+        return f"{column} = {date_literal(start)}"
+    return f"{column} >= {date_literal(start)} AND {column} <= {date_literal(end)}"
