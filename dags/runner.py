@@ -276,6 +276,20 @@ def _bulk(cfg: Settings, overrides: list[str], args: argparse.Namespace, console
     return args.end
 
 
+def _bulk_online(run_conf: dict, end: date, console: QuietConsole) -> None:
+    """After ``backfill --bulk``: every user's and item's latest row online, not only END's.
+
+    The one DAG run materialised the rows of END; a day-by-day replay would have put every
+    earlier day's entities online too, so the bulk path writes each entity's latest state as
+    of END (Feast ``materialize`` over the views' TTL, ``jobs.feature_store.materialize`` full).
+    """
+    from jobs import feature_store
+    from jobs.stages import settings_for_run
+
+    report = feature_store.materialize(settings_for_run(run_conf), end, full=True)
+    console.say(f"online store: {report['rows']} entity rows as of {end} (every entity's latest)")
+
+
 def main(argv: list[str] | None = None) -> None:
     from jobs.cli import settings_from_args, setup_logging
 
@@ -302,6 +316,8 @@ def main(argv: list[str] | None = None) -> None:
         console.say(f"{args.dag}: {len(days)} day(s), {min(days)} .. {max(days)}")
         results = run_days(cfg, days, run_conf, args.dag, console)
         ok = len(results) == len(days) and all("success" in s for _, s in results)
+        if ok and args.bulk:
+            _bulk_online(run_conf, args.end, console)
         if ok and args.weekly and args.dag == DAG_ID:
             weekly = run_days(cfg, [max(days)], run_conf, WEEKLY_DAG_ID, console)
             ok = all("success" in s for _, s in weekly)

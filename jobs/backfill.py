@@ -30,7 +30,8 @@ only on the data. ``dags.runner backfill --bulk`` therefore runs ``onerec_daily`
 last day after this pass: its data tasks rewrite that day with the same rows (a re-run changes
 nothing), and item alignment/embeddings, semantic IDs, lifelong compression, Feast, the
 validations, training, alignment, promotion and the report run once, as of the last day
-(``gold.user_lifelong_compressed`` holds that day only). It refuses a lake that holds any of
+(``gold.user_lifelong_compressed`` holds that day only); then every entity's latest row is
+materialised online (a replay leaves them there). It refuses a lake that holds any of
 the tables it writes: on a lake with history, replay day by day (``make backfill``).
 """
 
@@ -169,7 +170,8 @@ def run(cfg: Settings, start: date, end: date, spark: SparkSession | None = None
         t0 = time.time()
         out = fn()
         seconds[name] = round(time.time() - t0, 2)
-        log.info("bulk backfill %s..%s: %s in %.1fs: %s", start, end, name, seconds[name], out)
+        books = out[-1] if isinstance(out, tuple) else out  # (frame, books) from the sequences
+        log.info("bulk backfill %s..%s: %s in %.1fs: %s", start, end, name, seconds[name], books)
         return out
 
     report["ingest"] = timed("ingest", lambda: ingest.run(cfg, start, spark, end=end))
