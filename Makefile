@@ -18,6 +18,7 @@ DS ?=
 DAYS ?= 7
 START ?=
 END ?=
+BULK ?=
 DATA ?=
 FORMAT ?=
 RUN_ARGS := --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(FORMAT),--format $(FORMAT))
@@ -39,8 +40,8 @@ venv: $(VENV)/.ok  ## create the virtual environment
 run: venv  ## onerec_daily on the first DAYS=7 days (0: all) + the weekly DAG, then a summary (DS=day; DATA=dir FORMAT=loader; V=1: logs on the console)
 	$(PY) -m dags.runner run $(RUN_ARGS) $(if $(DS),--ds $(DS),--days $(DAYS) --weekly) $(if $(V),-v)
 
-backfill: venv  ## replay START..END (any order gives the same tables)
-	$(PY) -m dags.runner backfill $(RUN_ARGS) --start $(START) --end $(END) $(if $(V),-v)
+backfill: venv  ## replay START..END day by day (any order gives the same tables); BULK=1: empty lake, one pass per stage
+	$(PY) -m dags.runner backfill $(RUN_ARGS) --start $(START) --end $(END) $(if $(BULK),--bulk) $(if $(V),-v)
 
 test: venv  ## run the whole test suite
 	$(PY) -m pytest -q tests

@@ -5,6 +5,7 @@
     python -m dags.runner run --ds 2026-10-05       # one day
     python -m dags.runner run --data DIR --format movielens_atomic
     python -m dags.runner backfill --start 2026-10-01 --end 2026-10-07 [--order reverse]
+    python -m dags.runner backfill --bulk --start 2026-10-01 --end 2026-10-30   # empty lake: one pass per stage
     python -m dags.runner run --dag onerec_codebook_weekly --ds 2026-10-07   # weekly rebuild, by hand
 
 Each day is one ``dag.test()`` run (what ``airflow dags test`` does) against the
@@ -17,6 +18,12 @@ The console shows one line per task and per day; the full Airflow and Spark logs
 ``$ONEREC_HOME/logs/run-<time>.log`` (``-v``: to the console). Each day's task timings go
 to ``reports/runs/<ds>/timings.json`` and the day's run report. A ``run`` ends with a
 summary of what it built (dags/console.py, jobs/run_summary.py).
+
+``backfill --bulk`` (an empty lake only; it refuses a lake that holds any of its tables)
+builds the range's data tables in one Spark pass per stage (jobs/backfill.py: the same tables
+as a day-by-day replay), then runs ``onerec_daily`` once on the last day: its data tasks
+rewrite that day with the same rows, and the item side, Feast, the validations, the models
+and the report run once, as of the last day.
 """
 
 from __future__ import annotations
@@ -206,6 +213,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--start", type=date.fromisoformat, help="backfill: first day")
     parser.add_argument("--end", type=date.fromisoformat, help="backfill: last day (inclusive)")
     parser.add_argument("--order", choices=["forward", "reverse", "shuffled"], default="forward", help="backfill order")
+    parser.add_argument("--bulk", action="store_true",
+                        help="backfill on an empty lake: the range's data tables in one pass per stage "
+                             "(jobs/backfill.py), then onerec_daily once on --end")  # fmt: skip
     parser.add_argument("--days", "--limit-days", dest="days", type=int, default=None,
                         help="run only the first N days of the dataset (0 or absent: all)")  # fmt: skip
     parser.add_argument("--dag", choices=DAG_IDS, default=DAG_ID, help=f"which DAG to run (default {DAG_ID})")
@@ -245,6 +255,41 @@ def _summary(cfg: Settings, days: list[date], args: argparse.Namespace) -> str:
     return run_summary.render(run_summary.collect(get_spark(cfg), cfg, days), _config_args(args))
 
 
+def _bulk(cfg: Settings, overrides: list[str], args: argparse.Namespace, console: QuietConsole) -> date:
+    """The bulk data pass of ``backfill --bulk``; returns the day onerec_daily then runs once on."""
+    from jobs import backfill
+    from jobs.stages import settings_for_run
+
+    if args.command != "backfill" or args.dag != DAG_ID:
+        raise SystemExit("--bulk goes with backfill (and the daily DAG)")
+    run_cfg = settings_for_run({"config": args.config, "set": overrides})  # --data/--format included
+    console.say(f"bulk backfill {args.start} .. {args.end}: data tables in one pass per stage")
+    t0 = time.time()
+    try:
+        report = backfill.run(run_cfg, args.start, args.end)
+    except backfill.LakeNotEmptyError as err:
+        raise SystemExit(str(err)) from None
+    wall = time.time() - t0
+    stages = ", ".join(f"{k} {v:.0f}s" for k, v in report["seconds"].items())
+    console.say(f"bulk backfill: {report['events']} events in {wall:.0f}s ({stages}); "
+                f"now {DAG_ID} once on {args.end}")  # fmt: skip
+    return args.end
+
+
+def _bulk_online(run_conf: dict, end: date, console: QuietConsole) -> None:
+    """After ``backfill --bulk``: every user's and item's latest row online, not only END's.
+
+    The one DAG run materialised the rows of END; a day-by-day replay would have put every
+    earlier day's entities online too, so the bulk path writes each entity's latest state as
+    of END (Feast ``materialize`` over the views' TTL, ``jobs.feature_store.materialize`` full).
+    """
+    from jobs import feature_store
+    from jobs.stages import settings_for_run
+
+    report = feature_store.materialize(settings_for_run(run_conf), end, full=True)
+    console.say(f"online store: {report['rows']} entity rows as of {end} (every entity's latest)")
+
+
 def main(argv: list[str] | None = None) -> None:
     from jobs.cli import settings_from_args, setup_logging
 
@@ -266,14 +311,18 @@ def main(argv: list[str] | None = None) -> None:
         if args.format:
             overrides.append(f"source.format={args.format}")
         run_conf = {"config": args.config, "set": overrides}
+        if args.bulk:
+            days = [_bulk(cfg, overrides, args, console)]
         console.say(f"{args.dag}: {len(days)} day(s), {min(days)} .. {max(days)}")
         results = run_days(cfg, days, run_conf, args.dag, console)
         ok = len(results) == len(days) and all("success" in s for _, s in results)
+        if ok and args.bulk:
+            _bulk_online(run_conf, args.end, console)
         if ok and args.weekly and args.dag == DAG_ID:
             weekly = run_days(cfg, [max(days)], run_conf, WEEKLY_DAG_ID, console)
             ok = all("success" in s for _, s in weekly)
         done = [d for d, s in results if "success" in s]
-        if done and args.command == "run":
+        if done and (args.command == "run" or args.bulk):
             console.say(_summary(cfg, done, args))
         console.say(f"\n{len(results)} day(s) in {time.time() - t0:.0f}s; lake: {cfg.resolve(cfg.lake_root)}")
     if not ok:

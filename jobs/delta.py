@@ -186,3 +186,10 @@ def rows_written(spark: SparkSession, path: str, tag: str, keys: Sequence[str]) 
     newest = F.max("_commit_version").over(Window.partitionBy(*keys))
     latest = changes.withColumn("_newest", newest).where(F.col("_commit_version") == F.col("_newest"))
     return latest.select(*current.columns)
+
+
+def date_range(column: str, start: date, end: date) -> str:
+    """replaceWhere predicate for the days ``start``..``end`` of ``column`` (``column = day`` for one day)."""
+    if start == end:
+        return f"{column} = {date_literal(start)}"
+    return f"{column} >= {date_literal(start)} AND {column} <= {date_literal(end)}"

@@ -112,23 +112,32 @@ def _ingest_entities(spark: SparkSession, cfg: Settings, ds: date, raw: DataFram
     return {"raw": n_good + n_bad, "accepted": n_good, "quarantined": n_bad, "merged": merged}
 
 
-def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
-    """Ingest day ``ds``; returns the run's accounting (also written as JSON under reports)."""
+def run(cfg: Settings, ds: date, spark: SparkSession | None = None, end: date | None = None) -> dict:
+    """Ingest day ``ds`` (or every day ``ds``..``end`` in one pass); returns the run's accounting.
+
+    A range reads the loader's every event file once (``read_events`` with no day) and keeps the
+    rows in the range's scope (``validate_events``); items and users are merged once, as of
+    ``ds`` (the first day a day-by-day run would see them). Written as JSON under reports for a
+    single day; the bulk backfill reports a range itself.
+    """
     from jobs.spark import get_spark
 
     spark = spark or get_spark(cfg)
     loader = get_loader(cfg.source.format)
     root = cfg.resolve(cfg.source.path)
-    log.info("ingest ds=%s format=%s root=%s", ds, loader.name, root)
+    span = f"{ds}..{end}" if end and end != ds else f"{ds}"
+    log.info("ingest ds=%s format=%s root=%s", span, loader.name, root)
 
     report: dict = {"ds": ds.isoformat(), "format": loader.name, "source": root}
+    if end and end != ds:
+        report["end"] = end.isoformat()
     report["items"] = _ingest_entities(spark, cfg, ds, loader.read_items(spark, root), "items")
     report["users"] = _ingest_entities(spark, cfg, ds, loader.read_users(spark, root), "users")
 
-    raw = loader.read_events(spark, root, ds, cfg.source.base_date)
+    raw = loader.read_events(spark, root, None if end and end != ds else ds, cfg.source.base_date)
     ing = cfg.ingest
     checked = validate_events(
-        raw, ds, ing.rating_min, ing.rating_max, ing.max_play_ratio, ing.min_event_date, ing.max_event_date
+        raw, ds, ing.rating_min, ing.rating_max, ing.max_play_ratio, ing.min_event_date, ing.max_event_date, end
     )
     if ing.reject_unknown_items:
         checked = mark_unknown_items(checked, delta.read(spark, cfg.table_path("items"), ITEMS))
@@ -137,19 +146,20 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
     n_raw = checked.count()
     n_good, n_bad = _split_counts(checked)
     if n_raw != n_good + n_bad:
-        raise IngestAccountingError(f"ingest ds={ds}: {n_raw} raw rows != {n_good} accepted + {n_bad} quarantined")
+        raise IngestAccountingError(f"ingest ds={span}: {n_raw} raw rows != {n_good} accepted + {n_bad} quarantined")
     spec = cfg.table("events")
     delta.overwrite_partition(
-        good, cfg.table_path("events"), spec.partition_by, f"event_date = {delta.date_literal(ds)}"
+        good, cfg.table_path("events"), spec.partition_by, delta.date_range("event_date", ds, end or ds)
     )
     _quarantine(spark, cfg, bad, n_bad)
     report["events"] = {"raw": n_raw, "accepted": n_good, "quarantined": n_bad, "by_reason": _reason_counts(bad)}
     checked.unpersist()
     log.info(
         "ingest ds=%s events: %d raw = %d accepted + %d quarantined %s; items %s; users %s",
-        ds, n_raw, n_good, n_bad, report["events"]["by_reason"], report["items"], report["users"],
+        span, n_raw, n_good, n_bad, report["events"]["by_reason"], report["items"], report["users"],
     )  # fmt: skip
-    _write_report(cfg, ds, report)
+    if span == f"{ds}":
+        _write_report(cfg, ds, report)
     return report
 
 

@@ -79,23 +79,31 @@ def validate_events(
     max_play_ratio: float,
     min_date: date | None = None,
     max_date: date | None = None,
+    end: date | None = None,
 ) -> DataFrame:
-    """Type the raw rows in scope for ``ds`` and attach ``reasons`` (empty = accepted).
+    """Type the raw rows in scope for ``ds`` (every day ``ds``..``end``) and attach ``reasons`` (empty = accepted).
 
     In scope: rows dated ``ds``, rows whose date cannot be read, and every row of a
-    ``ds=<ds>`` landing folder (a row there dated another day is a mismatch, not lost).
+    ``ds=<ds>`` landing folder (a row there dated another day is a mismatch, not lost;
+    a row of another day's folder is that day's). A range is the union of its days'
+    scopes, each row checked against its own day, so one pass over a range (the bulk
+    backfill) accepts and quarantines what the days would one by one.
     A date outside ``[min_date, max_date]`` (e.g. 1900 or 2200: a logging bug, not a day
     to replay) counts as unreadable: in scope every day, quarantined once (the quarantine
     MERGE is keyed on file and line), and never a day of its own.
     Duplicates of an accepted (user, item, ts) are rejected, keeping the first by file/line.
     """
-    ds_lit = F.lit(ds).cast("date")
+    lo, hi = F.lit(ds).cast("date"), F.lit(end or ds).cast("date")
     df = raw.withColumn("ts", parse_timestamp(F.col("timestamp")))
     df = df.withColumn("_date", F.to_date("ts"))
     df = df.withColumn("_implausible", implausible(F.col("_date"), min_date, max_date))
     df = df.withColumn("event_date", F.when(~F.col("_implausible"), F.col("_date")))
-    landing = F.col("source_file").contains(f"/ds={ds.isoformat()}/")
-    df = df.where((F.col("event_date") == ds_lit) | F.col("event_date").isNull() | landing)
+    folder = F.regexp_extract("source_file", r"/ds=(\d{4}-\d{2}-\d{2})/", 1)
+    df = df.withColumn("_landing", F.to_date(F.try_to_timestamp(folder, F.lit("yyyy-MM-dd"))))
+    in_range = F.col("_landing").between(lo, hi) | (
+        F.col("_landing").isNull() & (F.col("event_date").between(lo, hi) | F.col("event_date").isNull())
+    )
+    df = df.where(in_range)
     for name in NUMERIC_FIELDS:
         df = df.withColumn(f"_{name}", F.trim(F.col(name)).try_cast("double"))
     for name in FLAG_FIELDS:
@@ -121,11 +129,14 @@ def validate_events(
             ),
         ),
         (
-            F.col("event_date").isNotNull() & (F.col("event_date") != ds_lit),
+            F.col("event_date").isNotNull()
+            & F.col("_landing").isNotNull()
+            & (F.col("event_date") != F.col("_landing")),
             F.concat(
                 F.lit("outside landing day: event date "),
                 F.col("event_date").cast("string"),
-                F.lit(f" in folder ds={ds}"),
+                F.lit(" in folder ds="),
+                F.col("_landing").cast("string"),
             ),
         ),
     ]

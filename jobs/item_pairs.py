@@ -61,21 +61,30 @@ IMPLICIT = "(e.rating IS NULL AND e.play_seconds IS NULL AND coalesce(e.flags, 0
 
 
 def build_window_sequences(
-    chunks: DataFrame, ds: date, window_days: int, positives_only: bool, max_events: int
+    chunks: DataFrame, ds: date, window_days: int, positives_only: bool, max_events: int, end: date | None = None
 ) -> DataFrame:
-    """``(user_id, items, ts)``: each user's events in ``(ds - window_days, ds]``, in order, capped.
+    """``(ds, user_id, items, ts)``: for each day ``d`` of ``ds``..``end`` (default: ``ds`` alone), each
+    user's events in ``(d - window_days, d]``, in order, capped.
 
-    ``chunks``: ``silver.user_events`` rows (any days; only the window's partitions are read).
+    ``chunks``: ``silver.user_events`` rows (any days; only the windows' partitions are read). A
+    chunk enters the window of every day of the range it is within ``window_days`` of, so a range
+    is one pass keyed by ``ds`` (the bulk backfill) and one day is the range of that day.
     ``positives_only`` keeps positive events and signal-free (implicit) ones.
     """
-    lo, hi = ds - timedelta(days=window_days - 1), ds
+    end = end or ds
+    lo, hi = ds - timedelta(days=window_days - 1), end
     window = chunks.where(F.col("event_date").between(F.lit(lo).cast("date"), F.lit(hi).cast("date")))
+    first = F.greatest(F.col("event_date"), F.lit(ds).cast("date"))
+    last = F.least(F.date_add(F.col("event_date"), window_days - 1), F.lit(end).cast("date"))
+    window = window.select("*", F.explode(F.sequence(first, last)).alias("ds"))
     arr = F.col("events")
     if positives_only:
         arr = F.expr(f"filter(events, e -> coalesce(e.positive, false) OR {IMPLICIT})")
     capped = cap_tail(arr, max_events)
-    out = user_sequences(window).select("user_id", capped.alias("_ev")).where(F.size("_ev") > 0)
+    out = user_sequences(window, ("ds", "user_id")).select("ds", "user_id", capped.alias("_ev"))
+    out = out.where(F.size("_ev") > 0)
     return out.select(
+        "ds",
         "user_id",
         F.transform("_ev", lambda e: e["item_id"]).alias("items"),
         F.transform("_ev", lambda e: F.unix_seconds(e["ts"])).alias("ts"),
@@ -83,25 +92,26 @@ def build_window_sequences(
 
 
 def build_user_pairs(seqs: DataFrame, window_positions: int, gap_seconds: float | None) -> DataFrame:
-    """Distinct ``(user_id, item_id, other_item_id)`` with ``item_id < other_item_id``.
+    """Distinct ``(ds, user_id, item_id, other_item_id)`` with ``item_id < other_item_id``.
 
     Position ``p`` pairs with ``p + d`` for ``d`` in ``1..window_positions``; with a gap set, only
     when no consecutive gap in ``(p, p + d]`` reaches it. Linear in events x window (no self-join).
     """
     gap = "false" if gap_seconds is None else f"k > 0 AND t - ts[k - 1] >= {float(gap_seconds)}"
-    with_breaks = seqs.select("user_id", "items", F.expr(f"transform(ts, (t, k) -> {gap})").alias("breaks"))
-    exploded = with_breaks.select("user_id", "items", "breaks", F.posexplode("items").alias("p", "item")).where(
+    with_breaks = seqs.select("ds", "user_id", "items", F.expr(f"transform(ts, (t, k) -> {gap})").alias("breaks"))
+    exploded = with_breaks.select("ds", "user_id", "items", "breaks", F.posexplode("items").alias("p", "item")).where(
         F.col("p") < F.size("items") - 1
     )
     partners = F.expr(
         f"filter(transform(sequence(1, least({int(window_positions)}, size(items) - 1 - p)),"
         " d -> named_struct('o', items[p + d], 'ok', NOT exists(slice(breaks, p + 2, d), b -> b))), s -> s.ok)"
     )
-    pairs = exploded.select("user_id", "item", F.explode(partners).alias("s")).select(
-        "user_id", "item", F.col("s.o").alias("other")
+    pairs = exploded.select("ds", "user_id", "item", F.explode(partners).alias("s")).select(
+        "ds", "user_id", "item", F.col("s.o").alias("other")
     )
     pairs = pairs.where(F.col("item") != F.col("other"))
     return pairs.select(
+        "ds",
         "user_id",
         F.least("item", "other").alias("item_id"),
         F.greatest("item", "other").alias("other_item_id"),
@@ -109,30 +119,32 @@ def build_user_pairs(seqs: DataFrame, window_positions: int, gap_seconds: float 
 
 
 def _user_sets(seqs: DataFrame) -> DataFrame:
-    return seqs.select("user_id", F.array_distinct("items").alias("item_set"))
+    return seqs.select("ds", "user_id", F.array_distinct("items").alias("item_set"))
 
 
 def build_popularity(seqs: DataFrame) -> DataFrame:
-    """``(item_id, n_users)``: distinct users engaging with each item in the window."""
+    """``(ds, item_id, n_users)``: distinct users engaging with each item in the day's window."""
     return (
         _user_sets(seqs)
-        .select(F.explode("item_set").alias("item_id"))
-        .groupBy("item_id")
+        .select("ds", F.explode("item_set").alias("item_id"))
+        .groupBy("ds", "item_id")
         .agg(F.count("*").alias("n_users"))
     )
 
 
 def swing_scores(user_pairs: DataFrame, seqs: DataFrame, p: ItemPairSettings) -> DataFrame:
-    """``(item_id, other_item_id, raw)``: the Swing sum over user pairs (see module docstring)."""
-    rank = Window.partitionBy("item_id", "other_item_id").orderBy(F.xxhash64("user_id"), "user_id")
+    """``(ds, item_id, other_item_id, raw)``: the Swing sum over user pairs (see module docstring)."""
+    rank = Window.partitionBy("ds", "item_id", "other_item_id").orderBy(F.xxhash64("user_id"), "user_id")
     capped = user_pairs.withColumn("_r", F.row_number().over(rank)).where(F.col("_r") <= p.swing_max_users)
     a, b = capped.alias("a"), capped.alias("b")
     on = (
-        (F.col("a.item_id") == F.col("b.item_id"))
+        (F.col("a.ds") == F.col("b.ds"))
+        & (F.col("a.item_id") == F.col("b.item_id"))
         & (F.col("a.other_item_id") == F.col("b.other_item_id"))
         & (F.col("a.user_id") < F.col("b.user_id"))
     )
     uv = a.join(b, on).select(
+        F.col("a.ds").alias("ds"),
         F.col("a.item_id").alias("item_id"),
         F.col("a.other_item_id").alias("other_item_id"),
         F.col("a.user_id").alias("u"),
@@ -142,55 +154,57 @@ def swing_scores(user_pairs: DataFrame, seqs: DataFrame, p: ItemPairSettings) ->
         "w", F.pow(F.size("item_set").cast("double") + F.lit(p.swing_user_offset), F.lit(-p.swing_user_power))
     )
     su, sv = sets.alias("su"), sets.alias("sv")
-    joined = uv.join(su, F.col("u") == F.col("su.user_id")).join(sv, F.col("v") == F.col("sv.user_id"))
+    joined = uv.join(su, (F.col("u") == F.col("su.user_id")) & (uv["ds"] == F.col("su.ds"))).join(
+        sv, (F.col("v") == F.col("sv.user_id")) & (uv["ds"] == F.col("sv.ds"))
+    )
     overlap = F.size(F.array_intersect("su.item_set", "sv.item_set"))
     contrib = F.col("su.w") * F.col("sv.w") / (F.lit(p.swing_alpha) + overlap)
-    return joined.groupBy("item_id", "other_item_id").agg(F.sum(contrib).alias("raw"))
+    return joined.groupBy(uv["ds"], "item_id", "other_item_id").agg(F.sum(contrib).alias("raw"))
 
 
 def _normalise(raw: DataFrame, popularity: DataFrame, exponent: float) -> DataFrame:
-    pi = popularity.select(F.col("item_id").alias("_i"), F.col("n_users").alias("n_i"))
-    pj = popularity.select(F.col("item_id").alias("_j"), F.col("n_users").alias("n_j"))
-    out = raw.join(pi, F.col("item_id") == F.col("_i")).join(pj, F.col("other_item_id") == F.col("_j"))
+    pi = popularity.select(F.col("ds").alias("_di"), F.col("item_id").alias("_i"), F.col("n_users").alias("n_i"))
+    pj = popularity.select(F.col("ds").alias("_dj"), F.col("item_id").alias("_j"), F.col("n_users").alias("n_j"))
+    out = raw.join(pi, (F.col("item_id") == F.col("_i")) & (F.col("ds") == F.col("_di")))
+    out = out.join(pj, (F.col("other_item_id") == F.col("_j")) & (F.col("ds") == F.col("_dj")))
     norm: Column = F.pow(F.col("n_i").cast("double") * F.col("n_j"), F.lit(exponent / 2.0))
-    return out.select("item_id", "other_item_id", (F.col("raw") / norm).alias("score"))
+    return out.select("ds", "item_id", "other_item_id", (F.col("raw") / norm).alias("score"))
 
 
-def build_item_pairs(seqs: DataFrame, ds: date, p: ItemPairSettings) -> DataFrame:
-    """The ``gold.item_pairs`` rows for ``ds`` from windowed sequences (see module docstring)."""
+def build_item_pairs(seqs: DataFrame, p: ItemPairSettings) -> DataFrame:
+    """The ``gold.item_pairs`` rows of every ``ds`` of windowed sequences (see module docstring)."""
     gap = None if p.session_gap_minutes is None else p.session_gap_minutes * 60.0
     user_pairs = build_user_pairs(seqs, p.window_positions, gap)
-    counts = user_pairs.groupBy("item_id", "other_item_id").agg(F.count("*").alias("co_count"))
+    counts = user_pairs.groupBy("ds", "item_id", "other_item_id").agg(F.count("*").alias("co_count"))
     popularity = build_popularity(seqs)
     if p.method == "swing":
         scored = _normalise(swing_scores(user_pairs, seqs, p), popularity, p.popularity_exponent)
     else:
         scored = _normalise(counts.withColumnRenamed("co_count", "raw"), popularity, 1.0)
-    scored = scored.where(F.col("score") > 0).join(counts, ["item_id", "other_item_id"])
+    scored = scored.where(F.col("score") > 0).join(counts, ["ds", "item_id", "other_item_id"])
     both = scored.unionByName(
         scored.select(
-            F.col("other_item_id").alias("item_id"), F.col("item_id").alias("other_item_id"), "score", "co_count"
+            "ds", F.col("other_item_id").alias("item_id"), F.col("item_id").alias("other_item_id"), "score", "co_count"
         )
     )
-    order = Window.partitionBy("item_id").orderBy(F.col("score").desc(), F.col("other_item_id"))
+    order = Window.partitionBy("ds", "item_id").orderBy(F.col("score").desc(), F.col("other_item_id"))
     top = both.withColumn("_r", F.row_number().over(order)).where(F.col("_r") <= p.top_k)
-    top = top.withColumn("ds", F.lit(ds).cast("date"))
     return top.select(*[F.col(f.name).cast(f.dataType) for f in ITEM_PAIRS.fields])
 
 
-def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
-    """Mine pairs as of the end of ``ds`` and replace ``gold.item_pairs`` partition ``ds``."""
+def run(cfg: Settings, ds: date, spark: SparkSession | None = None, end: date | None = None) -> dict:
+    """Mine pairs as of the end of ``ds`` (of every day ``ds``..``end``) and replace those partitions."""
     from jobs.spark import get_spark
 
     spark = spark or get_spark(cfg)
-    p = cfg.item.pairs
+    p, end = cfg.item.pairs, end or ds
     hist_path, out_path = cfg.table_path("user_events"), cfg.table_path("item_pairs")
     chunks = delta.read(spark, hist_path, USER_EVENTS)
-    seqs = build_window_sequences(chunks, ds, p.window_days, p.positives_only, p.max_events_per_user)
-    pairs = build_item_pairs(seqs, ds, p).cache()
-    stats = pairs.agg(F.count("*").alias("rows"), F.countDistinct("item_id").alias("items")).collect()[0]
+    seqs = build_window_sequences(chunks, ds, p.window_days, p.positives_only, p.max_events_per_user, end)
+    pairs = build_item_pairs(seqs, p).cache()
+    stats = pairs.agg(F.count("*").alias("rows"), F.countDistinct("ds", "item_id").alias("items")).collect()[0]
     spec = cfg.table("item_pairs")
-    delta.overwrite_partition(pairs, out_path, spec.partition_by, f"ds = {delta.date_literal(ds)}")
+    delta.overwrite_partition(pairs, out_path, spec.partition_by, delta.date_range("ds", ds, end))
     pairs.unpersist()
     report = {
         "ds": ds.isoformat(),
@@ -200,11 +214,15 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
         "items_with_pairs": int(stats["items"]),
         "window_days": p.window_days,
     }
+    if end != ds:
+        report["end"] = end.isoformat()
+        report["items_with_pairs"] = f"{report['items_with_pairs']} (item, day)"
     log.info(
-        "item_pairs ds=%s: %d rows for %d items (%s, %d-day window) from %s into %s[ds=%s]",
-        ds, report["rows"], report["items_with_pairs"], p.method, p.window_days, hist_path, out_path, ds,
+        "item_pairs ds=%s..%s: %d rows for %s items (%s, %d-day window) from %s into %s",
+        ds, end, report["rows"], report["items_with_pairs"], p.method, p.window_days, hist_path, out_path,
     )  # fmt: skip
-    write_stage_json(cfg, ds, "item_pairs", report)
+    if end == ds:
+        write_stage_json(cfg, ds, "item_pairs", report)
     return report
 
 

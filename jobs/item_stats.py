@@ -33,7 +33,7 @@ import logging
 from datetime import date
 from functools import reduce
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from conf.settings import PositiveRule, Settings
@@ -69,20 +69,65 @@ def cumulative(events: DataFrame, rule: PositiveRule) -> DataFrame:
     return rows.select(*[F.col(f.name).cast(f.dataType) for f in ITEM_STATE.fields])
 
 
-def _stats_row(state: DataFrame, n_ds: DataFrame, ds: date) -> DataFrame:
-    """``ITEM_STATS`` rows from totals as of ``ds`` and ``(item_id, n_events_ds)``."""
-    rows = state.join(n_ds, "item_id").select(
-        "*", (F.col("n_positive") / F.col("n_events")).alias("positive_rate"), F.lit(ds).cast("date").alias("ds")
-    )
+def _stats_row(state: DataFrame, n_ds: DataFrame) -> DataFrame:
+    """``ITEM_STATS`` rows from totals as of a day (``last_date``) and ``(item_id, ds, n_events_ds)``."""
+    n_ds = n_ds.withColumnRenamed("item_id", "_i")
+    on = (state["item_id"] == n_ds["_i"]) & (state["last_date"] == n_ds["ds"])
+    rows = state.join(n_ds, on).select("*", (F.col("n_positive") / F.col("n_events")).alias("positive_rate"))
     return rows.select(*[F.col(f.name).cast(f.dataType) for f in ITEM_STATS.fields])
+
+
+def _day_counts(events: DataFrame) -> DataFrame:
+    """``(item_id, ds, n_events_ds)`` of every (item, day) with events."""
+    return events.groupBy("item_id", F.col("event_date").alias("ds")).agg(F.count("*").alias("n_events_ds"))
 
 
 def build_item_stats(events: DataFrame, ds: date, rule: PositiveRule) -> DataFrame:
     """``ITEM_STATS`` rows as of the end of ``ds`` for items with events on ``ds`` (``events``: any days)."""
     day = F.lit(ds).cast("date")
     upto = events.where(F.col("event_date") <= day)
-    n_ds = upto.where(F.col("event_date") == day).groupBy("item_id").agg(F.count("*").alias("n_events_ds"))
-    return _stats_row(cumulative(upto.join(n_ds, "item_id", "left_semi"), rule), n_ds, ds)
+    n_ds = _day_counts(upto.where(F.col("event_date") == day))
+    return _stats_row(cumulative(upto.join(n_ds, "item_id", "left_semi"), rule), n_ds)
+
+
+def stats_by_day(events: DataFrame, rule: PositiveRule) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """Every day of ``events`` (a range, on a lake without totals) in one pass, keyed by day.
+
+    Returns ``(stats, totals, pairs)``: ``ITEM_STATS`` rows of every (item, day with events) --
+    each equal to :func:`build_item_stats` of that day -- the ``ITEM_STATE`` totals as of each
+    item's last day, and the ``USER_ITEMS`` first-seen pairs: what a day-by-day run from an empty
+    lake ends with (the bulk backfill, jobs/backfill.py). Running sums over the item's days
+    replace the day loop; distinct users are summed from each pair's first day.
+    """
+    positive = F.when(is_positive(rule), 1).otherwise(0)
+    days = events.groupBy("item_id", "event_date").agg(
+        F.count("*").alias("n_events_ds"),
+        F.sum(positive).alias("_pos"),
+        F.min("ts").alias("_first"),
+        F.max("ts").alias("last_seen"),
+    )
+    pairs = events.groupBy("item_id", "user_id").agg(F.min("event_date").alias("first_date"))
+    new = pairs.groupBy("item_id", F.col("first_date").alias("event_date")).agg(F.count("*").alias("_new"))
+    upto = Window.partitionBy("item_id").orderBy("event_date").rowsBetween(Window.unboundedPreceding, 0)
+    rows = days.join(new, ["item_id", "event_date"], "left").select(
+        "item_id",
+        "n_events_ds",
+        "last_seen",
+        F.sum("n_events_ds").over(upto).alias("n_events"),
+        F.sum(F.coalesce("_new", F.lit(0))).over(upto).alias("n_users"),
+        F.sum("_pos").over(upto).alias("n_positive"),
+        F.min("_first").over(upto).alias("first_seen"),
+        F.col("event_date").alias("last_date"),
+        F.col("event_date").alias("ds"),
+        F.row_number().over(Window.partitionBy("item_id").orderBy(F.col("event_date").desc())).alias("_latest"),
+    )
+    stats = rows.select("*", (F.col("n_positive") / F.col("n_events")).alias("positive_rate"))
+    totals = rows.where(F.col("_latest") == 1)
+    return (
+        stats.select(*[F.col(f.name).cast(f.dataType) for f in ITEM_STATS.fields]),
+        totals.select(*[F.col(f.name).cast(f.dataType) for f in ITEM_STATE.fields]),
+        pairs.select(*[F.col(f.name).cast(f.dataType) for f in USER_ITEMS.fields]),
+    )
 
 
 def append_day(
@@ -136,7 +181,7 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
     st_path, ui_path = cfg.table_path("item_state"), cfg.table_path("user_items")
     events = delta.read(spark, cfg.table_path("events"), EVENTS)
     today = events.where(F.col("event_date") == day)
-    n_ds = today.groupBy("item_id").agg(F.count("*").alias("n_events_ds")).localCheckpoint()
+    n_ds = _day_counts(today).localCheckpoint()
     if not delta.exists(spark, st_path):
         bootstrap(spark, cfg, events)
     state = delta.read(spark, st_path, ITEM_STATE)
@@ -155,7 +200,7 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
         rows = append_day(state.join(fast, "item_id", "left_semi"), today.join(fast, "item_id", "left_semi"),
                           new_users, ds, rule)  # fmt: skip
         parts_state.append(rows)
-        parts_stats.append(_stats_row(rows, n_ds, ds))
+        parts_stats.append(_stats_row(rows, n_ds))
     if n_slow:
         theirs = events.join(slow, "item_id", "left_semi")
         parts_state.append(cumulative(theirs, rule))

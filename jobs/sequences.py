@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date, timedelta
+from datetime import date
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -58,23 +58,30 @@ from jobs.user_history import (  # noqa: F401 - positive_expr, with_history_even
 log = logging.getLogger(__name__)
 
 
-def build_user_features(state: DataFrame, lifelong: DataFrame, users: DataFrame, ds: date, short_len: int) -> DataFrame:
-    """Feature snapshot as of the end of ``ds`` from the state as of ``ds`` of the day's users.
+def build_user_features(
+    state: DataFrame, lifelong: DataFrame, users: DataFrame, ds: date | None, short_len: int
+) -> DataFrame:
+    """Feature snapshots, each as of the end of its state row's ``last_date`` (the snapshot's ``ds``).
 
-    ``state``: ``user_state`` rows with ``last_date`` = ``ds`` (:func:`state_as_of`);
-    ``lifelong``: ``(user_id, events)``, their capped lifelong sequences (:func:`lifelong_of`).
+    ``state``: ``user_state`` rows as of their snapshot day: for one day ``ds``, the rows with
+    ``last_date`` = ``ds`` of the day's users (:func:`state_as_of`); for a range, one row per user
+    and active day (``jobs.user_history.states_by_day``). ``lifelong``: ``(user_id, events)``, the
+    capped lifelong sequences as of ``ds`` (:func:`lifelong_of`), or ``(user_id, last_date, events)``
+    for a range (``ds`` None).
     """
-    day = F.lit(ds).cast("date")
+    if "last_date" not in lifelong.columns:
+        lifelong = lifelong.withColumn("last_date", F.lit(ds).cast("date"))
+    day = F.col("last_date")
 
     def epoch(arr: Column) -> Column:
         return F.transform(arr, lambda e: F.unix_seconds(e["ts"]))
 
-    df = state.join(lifelong.withColumnRenamed("events", "_life"), "user_id").select(
+    df = state.join(lifelong.withColumnRenamed("events", "_life"), ["user_id", "last_date"]).select(
         "*", recent_as_of_last(short_len).alias("_short")
     )
     out = df.join(users.select("user_id", "attributes"), "user_id", "left").select(
         "user_id",
-        F.to_timestamp(F.lit(ds + timedelta(days=1))).alias("event_timestamp"),
+        F.date_add(day, 1).cast("timestamp").alias("event_timestamp"),
         "n_events",
         "n_positive",
         F.col("active_days").alias("active_days"),

@@ -52,17 +52,22 @@ def _select(df: DataFrame) -> DataFrame:
     return df.select(*[F.col(f.name).cast(f.dataType) for f in TRAINING_EXAMPLES.fields])
 
 
-def build_next_day(state: DataFrame, day: DataFrame, ds: date, context_len: int) -> DataFrame:
-    """next_day rows for ``ds``: context before ``ds``, target = ds's positive items.
+def build_next_day(state: DataFrame, day: DataFrame, context_len: int) -> DataFrame:
+    """next_day rows of each day of ``day``: context before that day, target = its positive items.
 
-    ``state``: ``user_state`` rows as of ``ds`` of the day's users; ``day``: ``user_events[ds]``.
+    ``day``: ``user_events`` rows (one day, or every day of a range); ``state``: ``user_state``
+    rows as of each of those (user, day) pairs, i.e. with ``last_date`` = the chunk's day
+    (:func:`jobs.sequences.state_as_of` for one day, ``jobs.user_history.states_by_day`` for a range).
     """
-    dt = F.lit(ds).cast("date")
+    dt = F.col("event_date")
     target = F.filter("events", lambda e: (e["event_date"] == dt) & e["positive"])
-    targets = day.select("user_id", target.alias("_tgt")).where(F.size("_tgt") > 0)
-    before = cap_tail(F.filter("recent", lambda e: e["event_date"] < dt), context_len)
-    df = targets.join(state.select("user_id", before.alias("_ctx")), "user_id", "left")
-    df = df.select("user_id", F.coalesce("_ctx", F.filter("_tgt", lambda e: F.lit(False))).alias("_ctx"), "_tgt")
+    targets = day.select("user_id", "event_date", target.alias("_tgt")).where(F.size("_tgt") > 0)
+    before = cap_tail(F.filter("recent", lambda e: e["event_date"] < F.col("last_date")), context_len)
+    ctx = state.select("user_id", F.col("last_date").alias("event_date"), before.alias("_ctx"))
+    df = targets.join(ctx, ["user_id", "event_date"], "left")
+    df = df.select(
+        "user_id", "event_date", F.coalesce("_ctx", F.filter("_tgt", lambda e: F.lit(False))).alias("_ctx"), "_tgt"
+    )
     return _select(
         df.select(
             "user_id",
@@ -78,18 +83,21 @@ def build_next_day(state: DataFrame, day: DataFrame, ds: date, context_len: int)
     )
 
 
-def build_leave_one_out(state: DataFrame, ds: date, context_len: int) -> DataFrame:
+def build_leave_one_out(state: DataFrame, ds: date | None, context_len: int) -> DataFrame:
     """leave_one_out rows as of the end of ``ds`` (train/valid/test per user) from ``user_state``
-    rows as of ``ds``: ``recent`` ends with the user's last events, context + 3 of them at least."""
-    day = F.lit(ds).cast("date")
-    df = state.select("user_id", F.col("recent").alias("_past")).where(F.size("_past") >= 3)
+    rows as of ``ds``: ``recent`` ends with the user's last events, context + 3 of them at least.
+
+    ``ds`` None: ``state`` carries a ``ds`` column, the day each row is the state as of (a range
+    in one pass: ``jobs.backfill``)."""
+    day = F.lit(ds).cast("date") if ds is not None else F.col("ds")
+    df = state.select("user_id", day.alias("_ds"), F.col("recent").alias("_past")).where(F.size("_past") >= 3)
     splits = F.array(
         *[
             F.struct(F.lit(name).alias("split"), F.lit(offset).alias("offset"))
             for name, offset in (("train", 3), ("valid", 2), ("test", 1))
         ]
     )
-    df = df.select("user_id", "_past", F.explode(splits).alias("_s"))
+    df = df.select("user_id", "_ds", "_past", F.explode(splits).alias("_s"))
     n = F.size("_past")
     cut = n - F.col("_s.offset")  # number of events before the target
     ctx = cap_tail(F.slice("_past", F.lit(1), cut), context_len)
@@ -108,7 +116,7 @@ def build_leave_one_out(state: DataFrame, ds: date, context_len: int) -> DataFra
             F.array(tgt["item_id"]).alias("target_item_ids"),
             F.unix_seconds(tgt["ts"]).alias("target_ts"),
             F.lit("leave_one_out").alias("protocol"),
-            day.alias("ds"),
+            F.col("_ds").alias("ds"),
         )
     )
 
@@ -122,7 +130,7 @@ def examples(spark: SparkSession, cfg: Settings, protocol: str, ds: date) -> Dat
         day = delta.read(spark, cfg.table_path("user_events"), USER_EVENTS)
         day = day.where(F.col("event_date") == F.lit(ds).cast("date"))
         users = day.where(F.col("n_positive") > 0).select("user_id")
-        return build_next_day(state_as_of(spark, cfg, ds, users), day, ds, ctx)
+        return build_next_day(state_as_of(spark, cfg, ds, users), day, ctx)
     return build_leave_one_out(state_as_of(spark, cfg, ds), ds, ctx)
 
 

@@ -25,7 +25,7 @@ also the definition the incremental path must equal.
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from conf.settings import PositiveRule, Settings
@@ -109,10 +109,13 @@ def build_chunks(events: DataFrame, rule: PositiveRule) -> DataFrame:
     )
 
 
-def user_sequences(chunks: DataFrame) -> DataFrame:
-    """``(user_id, events)``: each user's chunks in date order, flattened (sorted by (ts, item_id))."""
-    grouped = chunks.groupBy("user_id").agg(F.array_sort(F.collect_list(F.struct("event_date", "events"))).alias("_c"))
-    return grouped.select("user_id", F.flatten(F.transform("_c", lambda c: c["events"])).alias("events"))
+def user_sequences(chunks: DataFrame, keys: tuple[str, ...] = ("user_id",)) -> DataFrame:
+    """``(*keys, events)``: each user's chunks in date order, flattened (sorted by (ts, item_id)).
+
+    ``keys``: ``("user_id",)``, or ``("ds", "user_id")`` for one sequence per user and window day.
+    """
+    grouped = chunks.groupBy(*keys).agg(F.array_sort(F.collect_list(F.struct("event_date", "events"))).alias("_c"))
+    return grouped.select(*keys, F.flatten(F.transform("_c", lambda c: c["events"])).alias("events"))
 
 
 def build_state(chunks: DataFrame, n_recent: int, positive_len: int) -> DataFrame:
@@ -183,3 +186,65 @@ def recent_as_of_last(n: int) -> Column:
 def recent_before_last(n: int) -> Column:
     """The last ``n`` events dated before ``last_date`` (state columns in scope)."""
     return cap_tail(F.filter("recent", lambda e: e["event_date"] < F.col("last_date")), n)
+
+
+def _tail_through(arr: str, order: str, k: int) -> Column:
+    """The last ``k`` elements of ``arr`` over a user's chunks up to and including this one.
+
+    ``order``: the running count of those elements through the chunk (strictly increasing, or
+    flat where a chunk adds none). The frame holds the chunks whose running count is within ``k``
+    of this one's -- every chunk that can still hold one of the last ``k`` elements -- so a row
+    costs ``k`` plus its own chunk, never the whole history before it.
+    """
+    frame = Window.partitionBy("user_id").orderBy(order).rangeBetween(-k, 0)
+    parts = F.collect_list(F.struct(F.col("event_date"), cap_tail(F.col(arr), k).alias("a"))).over(frame)
+    return cap_tail(F.flatten(F.transform(F.array_sort(parts), lambda c: c["a"])), k)
+
+
+def states_by_day(chunks: DataFrame, n_recent: int, positive_len: int, lifelong_cap: int | None = None) -> DataFrame:
+    """``user_state`` rows as of every active day of every user (one per chunk), from the chunks alone.
+
+    Row ``(u, d)`` equals :func:`build_state` of ``u``'s chunks up to ``d`` (its ``last_date`` is
+    ``d``): the bulk backfill's state and snapshots for a whole range in one pass, with date-keyed
+    window frames instead of a loop over days (tests/jobs/test_backfill.py). With ``lifelong_cap``,
+    a ``lifelong`` column: the last ``lifelong_cap`` events up to ``d`` (:func:`user_sequences`, capped).
+    """
+    upto = Window.partitionBy("user_id").orderBy("event_date").rowsBetween(Window.unboundedPreceding, 0)
+    by_day = Window.partitionBy("user_id").orderBy("event_date")
+    df = chunks.select(
+        "user_id",
+        "event_date",
+        "events",
+        F.col("n_events").alias("_n"),
+        F.col("n_positive").alias("_np"),
+        _positives(F.col("events")).alias("_pos"),
+    )
+    df = df.select(
+        "*",
+        F.sum("_n").over(upto).alias("_cum"),
+        F.sum("_np").over(upto).alias("_pcum"),
+        F.count("*").over(upto).alias("_days"),
+        F.min("event_date").over(upto).alias("_first_date"),
+        F.first(F.col("events")[0]["ts"]).over(upto).alias("_first_ts"),
+    )
+    tails = [_tail_through("events", "_cum", n_recent).alias("_through"),
+             _tail_through("_pos", "_pcum", positive_len).alias("_positives")]  # fmt: skip
+    if lifelong_cap is not None:
+        tails.append(_tail_through("events", "_cum", lifelong_cap).alias("lifelong"))
+    df = df.select("*", *tails)
+    empty = F.filter(F.col("events"), lambda e: F.lit(False))  # a typed empty array
+    before = F.coalesce(F.lag("_through", 1).over(by_day), empty)
+    out = df.select(
+        "*",
+        F.concat(before, F.col("events")).alias("recent"),
+        F.col("_positives").alias("positives"),
+        F.col("_cum").alias("n_events"),
+        F.col("_pcum").alias("n_positive"),
+        F.col("_days").alias("active_days"),
+        F.col("_first_date").alias("first_date"),
+        F.col("event_date").alias("last_date"),
+        F.col("_first_ts").alias("first_ts"),
+        F.element_at(F.col("events"), -1)["ts"].alias("last_ts"),
+    )
+    cols = [F.col(f.name).cast(f.dataType) for f in USER_STATE.fields]
+    return out.select(*cols, *(["lifelong"] if lifelong_cap is not None else []))

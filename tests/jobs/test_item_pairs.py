@@ -56,7 +56,9 @@ def test_pairs_respect_window_session_and_rank_known_pairs_first(spark):
     history = _history(spark, SEQS)
     params = ItemPairSettings(window_days=1, window_positions=2, top_k=3, session_gap_minutes=30)
     seqs = item_pairs.build_window_sequences(history, DS, 1, True, 100).cache()
-    user_pairs = {tuple(r) for r in item_pairs.build_user_pairs(seqs, 2, 1800.0).collect()}
+    found = item_pairs.build_user_pairs(seqs, 2, 1800.0)
+    assert {r.ds for r in found.collect()} == {DS}
+    user_pairs = {tuple(r) for r in found.select("user_id", "item_id", "other_item_id").collect()}
     assert ("u5", "X", "Y") not in user_pairs  # session break
     assert ("u6", "P", "R") in user_pairs and ("u6", "P", "S") not in user_pairs  # window of 2
     assert not any(u == "u7" for u, _, _ in user_pairs)  # outside the 1-day window
@@ -64,7 +66,7 @@ def test_pairs_respect_window_session_and_rank_known_pairs_first(spark):
 
     for method in ("swing", "cosine"):
         p = params.model_copy(update={"method": method})
-        rows = item_pairs.build_item_pairs(seqs, DS, p).collect()
+        rows = item_pairs.build_item_pairs(seqs, p).collect()
         by_item: dict[str, list] = {}
         for r in sorted(rows, key=lambda r: (r.item_id, -r.score, r.other_item_id)):
             by_item.setdefault(r.item_id, []).append(r)

@@ -39,7 +39,7 @@ def test_next_day_and_leave_one_out_from_state(spark):
     state = build_state(chunks.where(F.col("event_date") <= F.lit(DS)), RECENT, 256)
     day = chunks.where(F.col("event_date") == F.lit(DS))
 
-    nd = {r.user_id: r for r in build_next_day(state, day, DS, CTX).collect()}
+    nd = {r.user_id: r for r in build_next_day(state, day, CTX).collect()}
     assert set(nd) == {"u1", "u2", "u3"}
     assert nd["u1"].context_item_ids == ["c", "d"] and nd["u1"].target_item_ids == ["e", "g"]
     assert nd["u1"].target_item_id == "e" and nd["u1"].split == "target" and nd["u1"].protocol == "next_day"
