@@ -57,7 +57,7 @@ def run_days(overrides: list[str], first: date, last: date, log: Path, timeout: 
                              check=False)  # fmt: skip
     if out.returncode:
         raise AssertionError(f"{' '.join(cmd[:6])} ... failed ({out.returncode}); log {log}:\n"
-                             f"{log.read_text(errors='replace')[-6000:]}")  # fmt: skip
+                             f"{log.read_text(errors='replace')[-6000:] if log.exists() else '(no log)'}")  # fmt: skip
     return time.time() - t0
 
 
