@@ -13,18 +13,22 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
 from conf.settings import DEFAULT_TABLES
-from tests.cluster.services import ServiceError
 
-# Opt-in: on 2 cores the run is ~15 min (3 pipeline days, one of them a Spark driver per task),
-# more than the suite's budget. `make cluster-test` (and .ci/run with ONEREC_CLUSTER_TEST=1) runs it.
+# Opt-in until a run fits the suite's budget: on 2 cores the Celery day alone starts a Spark
+# driver (and imports GX) in every task process, tens of minutes at the load measured here
+# (bench/README.md). `make cluster-test` sets ONEREC_CLUSTER_TEST=1; a machine without one of
+# the servers skips with what is missing. The fixture's run gets its own time limit.
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(3600),
     pytest.mark.skipif(
-        not os.environ.get("ONEREC_CLUSTER_TEST"), reason="set ONEREC_CLUSTER_TEST=1 (make cluster-test)"
+        os.environ.get("ONEREC_CLUSTER_TEST", "0") != "1", reason="set ONEREC_CLUSTER_TEST=1 (make cluster-test)"
     ),
 ]
 
@@ -32,21 +36,30 @@ pytestmark = [
 WRITTEN = sorted(set(DEFAULT_TABLES) - {"item_sid_mapping"})
 
 
+def missing_servers() -> list[str]:
+    """What this machine lacks to start the loopback cluster (empty: everything is there)."""
+    from tests.ops import postgres
+
+    missing = [f"{b} (.ci/run installs it)" for b in ("java", "redis-server") if shutil.which(b) is None]
+    if shutil.which("moto_server", path=str(Path(sys.executable).parent)) is None and not shutil.which("moto_server"):
+        missing.append("moto_server (requirements: moto[server])")
+    try:
+        postgres.find_bindir()
+        postgres._run_as()
+    except postgres.PostgresUnavailable as exc:
+        missing.append(f"PostgreSQL: {exc}")
+    return missing
+
+
 @pytest.fixture(scope="module")
 def cluster_run(tmp_path_factory):
     from tests.cluster.run import run
 
-    if shutil.which("java") is None:
-        pytest.skip("no java: Spark cannot start")
+    missing = missing_servers()
+    if missing:
+        pytest.skip("loopback cluster not startable here: " + "; ".join(missing))
     root = tmp_path_factory.mktemp("cluster")
-    try:
-        result = run(root, days=2, celery=True)
-    except ServiceError as exc:
-        if "redis" not in str(exc).lower() and "postgres" not in str(exc).lower():
-            raise
-        # Without Redis or Postgres (.ci/run installs both) the Spark + S3 part still runs.
-        result = run(tmp_path_factory.mktemp("cluster-no-celery"), days=2, celery=False)
-        result["celery_skipped"] = str(exc)
+    result = run(root, days=2, celery=True)
     result["root"] = root
     return result
 
@@ -78,8 +91,6 @@ def test_the_work_ran_on_both_standalone_workers(cluster_run):
 
 
 def test_a_day_ran_through_the_scheduler_and_a_celery_worker(cluster_run):
-    if "celery_skipped" in cluster_run:
-        pytest.skip(f"Celery part not run: {cluster_run['celery_skipped']}")
     day = cluster_run["celery_run"]
     assert day["state"] == "success", day
     assert day["run_type"] == "manual"
