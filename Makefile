@@ -37,8 +37,8 @@ $(VENV)/.ok: requirements.txt
 
 venv: $(VENV)/.ok  ## create the virtual environment
 
-run: venv  ## onerec_daily on the first DAYS=7 days (0: all) + the weekly DAG, then a summary (DS=day; DATA=dir FORMAT=loader; V=1: logs on the console)
-	$(PY) -m dags.runner run $(RUN_ARGS) $(if $(DS),--ds $(DS),--days $(DAYS) --weekly) $(if $(V),-v)
+run: venv  ## the first DAYS=7 days (0: all; fresh lake: one bulk pass, then onerec_daily on the last; BULK=0: a DAG run per day) + the weekly DAG, then a summary (DS=day; DATA=dir FORMAT=loader; V=1: logs on the console)
+	$(PY) -m dags.runner run $(RUN_ARGS) $(if $(DS),--ds $(DS),--days $(DAYS) --weekly $(if $(filter 0,$(BULK)),,--bulk)) $(if $(V),-v)
 
 backfill: venv  ## replay START..END day by day (any order gives the same tables); BULK=1: empty lake, one pass per stage
 	$(PY) -m dags.runner backfill $(RUN_ARGS) --start $(START) --end $(END) $(if $(BULK),--bulk) $(if $(V),-v)

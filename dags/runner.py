@@ -1,7 +1,8 @@
 """Run ``onerec_daily`` (or ``onerec_codebook_weekly``) through Airflow for one day, all days or a range.
 
     python -m dags.runner run                       # every day of the bundled sample
-    python -m dags.runner run --days 7 --weekly     # the first 7 days, then the weekly DAG once (make run)
+    python -m dags.runner run --days 7 --weekly --bulk   # make run: 7 days (one bulk pass on a fresh
+                                                         # lake, then onerec_daily on day 7), the weekly DAG once
     python -m dags.runner run --ds 2026-10-05       # one day
     python -m dags.runner run --data DIR --format movielens_atomic
     python -m dags.runner backfill --start 2026-10-01 --end 2026-10-07 [--order reverse]
@@ -214,8 +215,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--end", type=date.fromisoformat, help="backfill: last day (inclusive)")
     parser.add_argument("--order", choices=["forward", "reverse", "shuffled"], default="forward", help="backfill order")
     parser.add_argument("--bulk", action="store_true",
-                        help="backfill on an empty lake: the range's data tables in one pass per stage "
-                             "(jobs/backfill.py), then onerec_daily once on --end")  # fmt: skip
+                        help="on an empty lake: the range's data tables in one pass per stage "
+                             "(jobs/backfill.py), then onerec_daily once on the last day; with run "
+                             "(make run), a lake that holds data is replayed day by day instead")  # fmt: skip
     parser.add_argument("--days", "--limit-days", dest="days", type=int, default=None,
                         help="run only the first N days of the dataset (0 or absent: all)")  # fmt: skip
     parser.add_argument("--dag", choices=DAG_IDS, default=DAG_ID, help=f"which DAG to run (default {DAG_ID})")
@@ -260,8 +262,8 @@ def _bulk(cfg: Settings, overrides: list[str], args: argparse.Namespace, console
     from jobs import backfill
     from jobs.stages import settings_for_run
 
-    if args.command != "backfill" or args.dag != DAG_ID:
-        raise SystemExit("--bulk goes with backfill (and the daily DAG)")
+    if args.dag != DAG_ID:
+        raise SystemExit("--bulk goes with the daily DAG")
     run_cfg = settings_for_run({"config": args.config, "set": overrides})  # --data/--format included
     console.say(f"bulk backfill {args.start} .. {args.end}: data tables in one pass per stage")
     t0 = time.time()
@@ -274,6 +276,14 @@ def _bulk(cfg: Settings, overrides: list[str], args: argparse.Namespace, console
     console.say(f"bulk backfill: {report['events']} events in {wall:.0f}s ({stages}); "
                 f"now {DAG_ID} once on {args.end}")  # fmt: skip
     return args.end
+
+
+def _lake_has_data(cfg: Settings) -> bool:
+    """True when any table the bulk pass writes already exists in the config's lake."""
+    from jobs import backfill
+    from jobs.spark import get_spark
+
+    return bool(backfill.existing_tables(get_spark(cfg), cfg))
 
 
 def _bulk_online(run_conf: dict, end: date, console: QuietConsole) -> None:
@@ -311,6 +321,13 @@ def main(argv: list[str] | None = None) -> None:
         if args.format:
             overrides.append(f"source.format={args.format}")
         run_conf = {"config": args.config, "set": overrides}
+        if args.bulk and args.command == "run":
+            # make run: the window's leading days in one pass on a fresh lake; a lake that already
+            # holds data (a second make run) is replayed one DAG run per day, which changes nothing.
+            args.start, args.end = min(days), max(days)
+            if _lake_has_data(cfg):
+                console.say("the lake already holds data: replaying day by day (--bulk needs an empty lake)")
+                args.bulk = False
         if args.bulk:
             days = [_bulk(cfg, overrides, args, console)]
         console.say(f"{args.dag}: {len(days)} day(s), {min(days)} .. {max(days)}")
