@@ -58,7 +58,7 @@ def feature_rows(events: pd.DataFrame, examples: pd.DataFrame, short_len: int = 
     the last ``lifelong_reps`` distinct items; users without earlier events get null features."""
     ev = events.sort_values(["user_id", "ts", "item_id"], kind="stable").copy()
     ev["sec"] = ev["ts"].astype("int64") // 10**9
-    ev["flags"] = sum(ev[name].astype(int) << i for i, name in enumerate(FLAG_NAMES))
+    ev["flags"] = sum(ev[name].astype(int) * (1 << i) for i, name in enumerate(FLAG_NAMES))
     liked = (ev["flags"] & 15) > 0
     ev["positive"] = ((ev["rating"] >= 4) | (ev["play_seconds"] >= 0.8 * ev["item_duration_seconds"]) | liked) & ~(
         (ev["flags"] & 16) > 0
