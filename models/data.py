@@ -166,7 +166,7 @@ def _from_feature_rows(df: Any, item_index: Mapping[str, int]) -> LeaveOneOut:
     """``gold.training_features`` leave_one_out rows -> a ``LeaveOneOut`` whose ``features`` hold each
     split's feature row per user. Its sequences (for SASRec and per-position training, which read
     sequences) are the known short-term items; the generator reads ``features``."""
-    from models.pathways import FEATURES
+    from models.pathways import FEATURES, as_list
 
     by_user: dict[str, dict[str, Any]] = {}
     for row in df.to_dict("records"):
@@ -181,7 +181,7 @@ def _from_feature_rows(df: Any, item_index: Mapping[str, int]) -> LeaveOneOut:
             r = by_user[user][s]
             for f in (*FEATURES, "target_ts"):
                 features[s][f].append(r.get(f))
-            known = [item_index[str(i)] for i in (r.get("short_item_ids") or []) if str(i) in item_index]
+            known = [item_index[str(i)] for i in as_list(r.get("short_item_ids")) if str(i) in item_index]
             lists[s].append(known + ([item_index[str(r["target_item_id"])]] if s == "train" else []))
     ids = [""] * (len(item_index) + 1)
     for item, i in item_index.items():

@@ -43,8 +43,8 @@ FEATURES = (
 )  # fmt: skip
 
 
-def _list(value: Any) -> list:
-    """A feature value as a list (None, NaN scalars and missing -> [])."""
+def as_list(value: Any) -> list:
+    """A feature value as a list (None, NaN scalars and missing -> []; numpy arrays from a Delta read)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return []
     return list(value)
@@ -126,7 +126,7 @@ def observed_signals(rows: Mapping[str, Sequence]) -> tuple[str, ...]:
     seen: set[str] = set()
     for flags, rating, play, duration in zip(rows["short_flags"], rows["short_rating"], rows["short_play_seconds"],
                                              rows["short_duration_seconds"], strict=True):  # fmt: skip
-        v, p = signal_values(_list(flags), _list(rating), _list(play), _list(duration), SIGNAL_NAMES)
+        v, p = signal_values(as_list(flags), as_list(rating), as_list(play), as_list(duration), SIGNAL_NAMES)
         seen.update(name for j, name in enumerate(SIGNAL_NAMES) if (p[:, j] * (v[:, j] > 0 if j < 5 else 1)).any())
     return tuple(n for n in SIGNAL_NAMES if n in seen)
 
@@ -163,14 +163,14 @@ def pathway_arrays(rows: Mapping[str, Sequence], user_ids: Sequence[str], reques
             static += [count_bucket(col(c, r), cfg.count_buckets) for c in cfg.user_count_features]
             out["user_attrs"][r] = static
         if "short" not in masked:
-            ids, ts = _list(col("short_item_ids", r)), _list(col("short_ts", r))
+            ids, ts = as_list(col("short_item_ids", r)), as_list(col("short_ts", r))
             keep = [i for i, item in enumerate(ids) if item in index]
             items = [index[ids[i]] for i in keep]
             out["short_items"][r] = tail(items, cfg.short_len)
             ages = [float(request_ts[r]) - float(ts[i]) for i in keep] if len(ts) == len(ids) else []
             gaps = gap_bucket(np.asarray(ages, dtype=np.float64), cfg.n_gap_buckets) if ages else []
             out["short_gap"][r] = tail(list(gaps), cfg.short_len)
-            per_event = [_list(col(n, r)) for n in ("short_flags", "short_rating", "short_play_seconds",
+            per_event = [as_list(col(n, r)) for n in ("short_flags", "short_rating", "short_play_seconds",
                                                       "short_duration_seconds")]  # fmt: skip
             pick = [[v[i] if i < len(v) else None for i in keep] for v in per_event]
             values, present = signal_values(*pick, cfg.signals)
@@ -179,10 +179,10 @@ def pathway_arrays(rows: Mapping[str, Sequence], user_ids: Sequence[str], reques
                 sig = sig[-cfg.short_len :]
                 out["short_signals"][r, cfg.short_len - len(sig) :] = sig
         if "positive" not in masked:
-            out["pos_items"][r] = tail([index[i] for i in _list(col("positive_item_ids", r)) if i in index],
+            out["pos_items"][r] = tail([index[i] for i in as_list(col("positive_item_ids", r)) if i in index],
                                        cfg.pos_len)  # fmt: skip
         if "lifelong" not in masked:
-            out["life_items"][r] = tail([index[i] for i in _list(col("item_ids", r)) if i in index],
+            out["life_items"][r] = tail([index[i] for i in as_list(col("item_ids", r)) if i in index],
                                         cfg.lifelong_len)  # fmt: skip
     return out
 
