@@ -346,6 +346,44 @@ class PromoteSettings(_Frozen):
     lower_is_better: tuple[str, ...] = ("oracle_dislike",)
 
 
+class PathwaySettings(_Frozen):
+    """OneRec's four encoder pathways (models/pathways.py), fed from the feature store.
+
+    With ``from_feature_store`` the daily model trains on ``gold.training_features`` -- the
+    ``onerec_train_v<feature_service_version>`` features retrieved point-in-time at each training
+    target -- and serving reads ``onerec_serve_v<same>`` online: the same features, the same function
+    (``models.pathways.pathway_arrays``). Off: the sequence-derived stand-ins of the benchmarks.
+    The four switches are the ablation: a pathway switched off is fed as padding only.
+    """
+
+    from_feature_store: bool = True
+    feature_service_version: int = 3
+    static: bool = True
+    short: bool = True
+    positive: bool = True
+    lifelong: bool = True
+    # Categorical bronze.users attributes of the static pathway (one hashed embedding each; a user or
+    # dataset without one has it masked) and whether the counts (events, positives, active days,
+    # tenure) are fed as log2 buckets.
+    user_attributes: tuple[str, ...] = ("age", "gender", "region", "occupation")
+    counts: bool = True
+    attribute_buckets: int = 64
+
+    @property
+    def train_service(self) -> str:
+        return f"onerec_train_v{self.feature_service_version}"
+
+    @property
+    def serve_service(self) -> str:
+        return f"onerec_serve_v{self.feature_service_version}"
+
+    @property
+    def masked(self) -> tuple[str, ...]:
+        """The pathways switched off, as ``OneRecConfig.masked_pathways`` names them."""
+        on = {"static": self.static, "short": self.short, "positive": self.positive, "lifelong": self.lifelong}
+        return tuple(name for name, enabled in on.items() if not enabled)
+
+
 class ModelSettings(_Frozen):
     """The daily model stages: train -> reward_refresh -> align -> evaluate -> promote."""
 
@@ -365,6 +403,7 @@ class ModelSettings(_Frozen):
     # Empty: train in-process. Else the command that launches models.continual, e.g.
     # "torchrun --nnodes 1 --nproc_per_node 8 -m models.continual" on a GPU node.
     launcher: str = ""
+    pathways: PathwaySettings = PathwaySettings()
     reward: RewardSettings = RewardSettings()
     align: AlignSettings = AlignSettings()
     promote: PromoteSettings = PromoteSettings()
@@ -444,6 +483,13 @@ DEFAULT_TABLES: dict[str, TableSpec] = {
     "user_features": TableSpec(name="user_features", layer="gold", partition_by=("ds",), keys=("user_id", "ds")),
     "training_examples": TableSpec(
         name="training_examples",
+        layer="gold",
+        partition_by=("protocol", "ds"),
+        keys=("protocol", "ds", "user_id", "split"),
+    ),
+    # training_examples rows with the feature service's values as of each target (jobs/training_features.py)
+    "training_features": TableSpec(
+        name="training_features",
         layer="gold",
         partition_by=("protocol", "ds"),
         keys=("protocol", "ds", "user_id", "split"),

@@ -3,7 +3,7 @@
     python -m features.lookup --user 42
     python -m features.lookup --item i7 [--config cluster] [--set home=/path]
 
-Users: the ``onerec_serve_v1`` features; items: ``onerec_item_v1`` (content, semantic ID
+Users: the features the model is served (``model.pathways``: ``onerec_serve_v3``, its four pathways); items: ``onerec_item_v1`` (content, semantic ID
 and statistics; an item can be known by some views and not others). One aligned
 ``key : value`` line per feature; sequences show their ends and their length.
 Exit code 0 when found, 1 when the id has no features online, 2 when the store has
@@ -41,9 +41,11 @@ def render(title: str, values: dict[str, Any], as_of: int | None) -> str:
     return "\n".join(lines)
 
 
-def fetch(store, key: str, entity_id: str) -> tuple[dict[str, Any], int | None] | None:
+def fetch(
+    store, key: str, entity_id: str, user_service: str = SERVE_SERVICE
+) -> tuple[dict[str, Any], int | None] | None:
     """Online features of one entity (``key`` = ``user_id`` or ``item_id``); None when it has none."""
-    features: Any = store.get_feature_service(SERVE_SERVICE if key == "user_id" else ITEM_SERVICE)
+    features: Any = store.get_feature_service(user_service if key == "user_id" else ITEM_SERVICE)
     order = [f.name for p in features.feature_view_projections for f in p.features]
     row = store.get_online_features(features=features, entity_rows=[{key: entity_id}]).to_dict(
         include_event_timestamps=True
@@ -69,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = settings_from_args(args)
     key, kind, entity_id = ("user_id", "user", args.user) if args.user is not None else ("item_id", "item", args.item)
     store = get_store(cfg)
+    p = cfg.model.pathways
+    user_service = p.serve_service if p.from_feature_store else SERVE_SERVICE
     try:
-        found = fetch(store, key, entity_id)
+        found = fetch(store, key, entity_id, user_service)
     except FeastObjectNotFoundException as err:
         print(f"the feature store is not set up ({err}); run: python -m jobs.feature_store apply", file=sys.stderr)
         return 2
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind} {entity_id!r} has no features online ({reason})", file=sys.stderr)
         return 1
     values, as_of = found
-    source = SERVE_SERVICE if kind == "user" else ITEM_SERVICE
+    source = user_service if kind == "user" else ITEM_SERVICE
     print(render(f"{kind} {entity_id!r} ({source}, {cfg.feast.online_store})", values, as_of))
     return 0
 

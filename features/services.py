@@ -8,6 +8,11 @@ items itself, so no item features at request time).
 lifelong sequence for the user, and for the item its semantic ID (the generation target's
 tokens), embedding and statistics. ``onerec_item_v1``: what is known about one item
 (content, semantic ID, statistics), for item lookups and candidate explanations.
+``onerec_train_v3`` / ``onerec_serve_v3``: OneRec's four pathways (static, short-term with its
+signals, positive feedback, compressed lifelong) and nothing else -- the *same* views in the same
+order, so a training row retrieved point-in-time from the one carries exactly what the server reads
+online from the other (tests/features/test_parity.py). Checkpoints name the version they were
+trained on and serving refuses another (``serving.recommend``).
 A change of features means a new ``_v<n+1>`` so trained models keep their contract.
 """
 
@@ -21,6 +26,7 @@ from features.views import (
     user_lifelong,
     user_profile,
     user_sequences,
+    user_short_signals,
 )
 
 onerec_train_v1 = FeatureService(
@@ -61,4 +67,29 @@ onerec_item_v1 = FeatureService(
     description="One item as people and explanations see it: content, semantic ID, statistics.",
     owner="onerec-data",
     tags={"version": "1"},
+)
+
+# One list for both v3 services: training and serving cannot drift apart. The raw lifelong sequence
+# (up to sequences.lifelong_cap ids) is left out: the lifelong pathway reads the representatives.
+PATHWAY_VIEWS_V3 = [
+    user_profile,
+    user_sequences[["short_item_ids", "short_ts", "short_flags", "positive_item_ids"]],
+    user_short_signals,
+    user_lifelong,
+]
+
+onerec_train_v3 = FeatureService(
+    name="onerec_train_v3",
+    features=PATHWAY_VIEWS_V3,
+    description="Training rows of the four pathways, point in time (entity rows: user_id, event_timestamp).",
+    owner="onerec-data",
+    tags={"version": "3"},
+)
+
+onerec_serve_v3 = FeatureService(
+    name="onerec_serve_v3",
+    features=PATHWAY_VIEWS_V3,
+    description="Online serving: the four pathways, exactly the features onerec_train_v3 trains on.",
+    owner="onerec-data",
+    tags={"version": "3"},
 )

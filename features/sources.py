@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable
 
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
-from pyspark.sql.types import MapType, StructType
+from pyspark.sql.types import ArrayType, DoubleType, FloatType, MapType, StructField, StructType
 
 from jobs.schemas import ITEM_EMBEDDINGS, ITEM_SIDS, ITEM_STATS, ITEMS, USER_FEATURES, USER_LIFELONG_COMPRESSED
 
@@ -42,13 +42,22 @@ ITEM_EMBEDDINGS_VIEW = "onerec_gold_item_embeddings"
 ITEM_STATS_VIEW = "onerec_gold_item_stats"
 
 
+def _column(f: StructField) -> str:
+    """One select item: a map as a JSON string; a float array whose elements may be null with NaN for
+    null (Feast's protobuf lists have no null element and would turn it into 0.0, inventing a rating
+    of 0 where the dataset has none: NaN survives both the online store and historical retrieval)."""
+    if isinstance(f.dataType, MapType):
+        return f"to_json(`{f.name}`) AS `{f.name}`"
+    dtype = f.dataType
+    if isinstance(dtype, ArrayType) and dtype.containsNull and isinstance(dtype.elementType, DoubleType | FloatType):
+        nan = f"CAST('NaN' AS {dtype.elementType.simpleString().upper()})"  # keeps the element type
+        return f"transform(`{f.name}`, x -> coalesce(x, {nan})) AS `{f.name}`"
+    return f"`{f.name}`"
+
+
 def _columns(schema: StructType, skip: tuple[str, ...] = ()) -> list[str]:
-    """Select list for ``schema``: maps as JSON strings (same name), the rest as is."""
-    return [
-        f"to_json(`{f.name}`) AS `{f.name}`" if isinstance(f.dataType, MapType) else f"`{f.name}`"
-        for f in schema.fields
-        if f.name not in skip
-    ]
+    """Select list for ``schema`` (see :func:`_column`), names unchanged."""
+    return [_column(f) for f in schema.fields if f.name not in skip]
 
 
 def user_features_sql(relation: str) -> str:

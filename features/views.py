@@ -76,6 +76,26 @@ user_sequences = FeatureView(
     tags={"lake_table": "user_features"},
 )
 
+user_short_signals = FeatureView(
+    name="user_short_signals",
+    entities=[user],
+    ttl=USER_TTL,
+    schema=fields_from(
+        USER_FEATURES,
+        ["short_rating", "short_play_seconds", "short_duration_seconds"],
+        {
+            "short_rating": "rating per short item; NaN where the event has none",
+            "short_play_seconds": "play time per short item; NaN where the event has none",
+            "short_duration_seconds": "item duration per short item; NaN where the event has none",
+        },
+    ),
+    source=gold_user_features,
+    online=True,
+    description="Per-interaction signals of the short-term sequence, aligned with user_sequences.short_item_ids.",
+    owner="onerec-data",
+    tags={"lake_table": "user_features"},
+)
+
 item_content = FeatureView(
     name="item_content",
     entities=[item],

@@ -9,6 +9,7 @@ user and item side alike, grouped by the Spark view (lake table) it reads.
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,9 +35,14 @@ def _short(value: Any, limit: int = 8) -> str:
 
 
 def _same(online: Any, lake: Any) -> bool:
-    """Equal values; timestamps compared as instants (Feast returns them aware, Spark naive local)."""
+    """Equal values; timestamps compared as instants (Feast returns them aware, Spark naive local);
+    NaN equals NaN (the views write a missing signal as NaN, see features.sources)."""
     if isinstance(online, datetime) and isinstance(lake, datetime):
         return online.timestamp() == lake.timestamp()
+    if isinstance(online, list) and isinstance(lake, list):
+        return len(online) == len(lake) and all(_same(a, b) for a, b in zip(online, lake, strict=True))
+    if isinstance(online, float) and isinstance(lake, float) and math.isnan(online) and math.isnan(lake):
+        return True
     return online == lake
 
 

@@ -33,11 +33,38 @@ def read_table(cfg: Settings, table: str, where: str | None = None, order_by: st
     return read_delta(cfg.table_path(table), where, cfg.lake_storage_options(), order_by=order_by)
 
 
+def examples_table(cfg: Settings) -> str:
+    """The table the generator trains and is evaluated on: ``training_features`` (the four pathways,
+    point-in-time from the feature store) unless ``model.pathways.from_feature_store`` is off."""
+    return "training_features" if cfg.model.pathways.from_feature_store else "training_examples"
+
+
 def read_examples(cfg: Settings, ds: date):
-    """gold.training_examples[leave_one_out, ds] (the same reader models.continual's CLI uses)."""
+    """``examples_table``'s leave_one_out rows of ``ds`` (the same reader models.continual's CLI uses)."""
     from models.continual import read_examples as read
 
-    return read(cfg.table_path("training_examples"), ds.isoformat(), cfg.lake_storage_options())
+    return read(cfg.table_path(examples_table(cfg)), ds.isoformat(), cfg.lake_storage_options())
+
+
+def feature_versions(cfg: Settings) -> dict[str, str]:
+    """What a checkpoint's manifest says about its inputs: the feature services it was trained on and
+    that serving must read (``serving.recommend`` refuses another); empty for sequence training."""
+    p = cfg.model.pathways
+    return {"feature_service": p.serve_service, "training_service": p.train_service} if p.from_feature_store else {}
+
+
+def pathway_fields(cfg: Settings, examples, champion_config=None) -> dict:
+    """The generator's pathway fields: the champion's when continuing from it (the same model), else
+    from the config and the day's feature rows (``models.continual.pathway_fields``); {} for sequences."""
+    from models.continual import PATHWAY_FIELDS
+    from models.continual import pathway_fields as fields
+
+    p = cfg.model.pathways
+    if not p.from_feature_store:
+        return {}
+    if champion_config is not None:
+        return {k: getattr(champion_config, k) for k in (*PATHWAY_FIELDS, "attr_buckets", "count_buckets")}
+    return fields(examples, p.user_attributes, p.counts, p.masked, p.attribute_buckets)
 
 
 def read_events(cfg: Settings, ds: date, days: int):

@@ -17,6 +17,7 @@ version for identical files, and outputs of the day are replaced.
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import shutil
 import subprocess
@@ -24,9 +25,12 @@ from pathlib import Path
 
 from jobs.model_inputs import (
     business_values,
+    examples_table,
+    feature_versions,
     feedback_events,
     heldout_examples,
     item_space,
+    pathway_fields,
     read_events,
     read_examples,
     registries,
@@ -41,10 +45,17 @@ from jobs.stage_report import day_report_dir
 from jobs.stages import _day, settings_for_run
 from models.tracking import read_jsonl, tracker
 
+log = logging.getLogger(__name__)
+
 
 # ---- stages -----------------------------------------------------------------------------------
 def train(ds: str, run_conf: dict | None = None) -> dict:
-    """gold.training_examples[leave_one_out, ds] + gold.item_sids[current codebook] -> the day's SFT candidate.
+    """gold.training_features[leave_one_out, ds] + gold.item_sids[current codebook] -> the day's SFT candidate.
+
+    The rows carry the four pathways' features as the server had them at each target's time (point-in-time
+    from the feature store, ``jobs.training_features``); the checkpoint's manifest names the feature
+    service (``versions.feature_service``) serving must read. ``model.pathways.from_feature_store=false``
+    trains on gold.training_examples' sequences instead (the benchmarks' input).
 
     Continues from the champion (of an earlier day) for ``model.steps_per_day`` steps when it was
     trained on the same codebook version, preset and architecture; with a new codebook version (or
@@ -52,7 +63,7 @@ def train(ds: str, run_conf: dict | None = None) -> dict:
     ``<work_dir>/<ds>/sft/best`` (checkpoint + ``items/``) and ``train.json``. With
     ``model.launcher`` set (e.g. torchrun) the training runs as that command (models.continual).
     """
-    from models import continual, data
+    from models import checkpoint, continual, data
     from models.registry import registry_for
 
     cfg, day = settings_for_run(run_conf), _day(ds)
@@ -63,9 +74,16 @@ def train(ds: str, run_conf: dict | None = None) -> dict:
     space = item_space(cfg, day)
     version = space.codebook_version
     champion = version_before(registry_for(cfg), "champion", day)
+    features = feature_versions(cfg)
+    inputs = {**features, "pathways": ",".join(m.pathways.masked) or "all"} if features else {}
     same = champion is not None and all(
         champion.versions.get(key) == value
-        for key, value in (("codebook", version), ("preset", m.preset), ("architecture", m.architecture))
+        for key, value in (
+            ("codebook", version),
+            ("preset", m.preset),
+            ("architecture", m.architecture),
+            *inputs.items(),
+        )  # fmt: skip
     )
     mode = "continue" if same else ("full_retrain" if champion else "initial")
     steps = m.steps_per_day if same else m.full_retrain_steps
@@ -78,11 +96,13 @@ def train(ds: str, run_conf: dict | None = None) -> dict:
     if m.batch_size:
         overrides["batch_size"] = m.batch_size
     init = champion.path if same else None
+    fields = pathway_fields(cfg, examples, checkpoint.model_config(init) if init else None)
     if m.launcher:
         space.save(run / "items")
-        cmd = [*shlex.split(m.launcher), "--examples", cfg.table_path("training_examples"), "--ds", day.isoformat(),
+        cmd = [*shlex.split(m.launcher), "--examples", cfg.table_path(examples_table(cfg)), "--ds", day.isoformat(),
                "--items", str(run / "items"), "--out", str(out), "--preset", m.preset, "--steps", str(steps),
-               "--overrides", json.dumps(overrides), "--threads", str(m.threads)]  # fmt: skip
+               "--overrides", json.dumps(overrides), "--threads", str(m.threads), "--pathways", json.dumps(fields),
+               "--versions", json.dumps({"ds": day.isoformat(), "codebook": version, **inputs})]  # fmt: skip
         cmd += (["--init", str(init)] if init else []) + (["--architecture", m.architecture] if m.architecture else [])
         subprocess.run(cmd, check=True)
         result = json.loads((out / "continual.json").read_text())
@@ -90,13 +110,15 @@ def train(ds: str, run_conf: dict | None = None) -> dict:
         set_threads(cfg)
         result = continual.run(examples, space, out, preset_name=m.preset, steps=steps, init_dir=init,
                                architecture=m.architecture, overrides=overrides, eval_users=m.eval_users,
-                               versions={"ds": day.isoformat(), "codebook": version})  # fmt: skip
+                               versions={"ds": day.isoformat(), "codebook": version, **inputs},
+                               pathways=fields)  # fmt: skip
     space.save(out / "best" / "items")  # the checkpoint carries its item space into the registry
     done = write_json(run / "train.json", {
         "ds": day.isoformat(), "mode": mode, "from": champion.version if same else None, "steps": steps,
         "codebook_version": version, "n_items": len(space.item_ids) - 1, "checkpoint": str(out / "best"),
         "valid": result.get("valid"), "test": result.get("test"), "n_users": result.get("n_users"),
-        "train": result.get("train"),
+        "train": result.get("train"), "examples": examples_table(cfg), **inputs,
+        "signals": list(fields.get("signals", ())),
     })  # fmt: skip
     tracker(cfg)("train", day.isoformat(), params={**overrides, "mode": mode, "steps": steps, "preset": m.preset,
                  "architecture": m.architecture, "codebook": version, "from": done["from"], "n_items": done["n_items"]},
@@ -233,8 +255,11 @@ def align(ds: str, run_conf: dict | None = None) -> dict:
         log = run_align(model, contexts, space.codes, trie, policy_reward, acfg, sft_batch, feedback=feedback)
     after = metrics() if log else before
     out = run / "aligned"
+    inputs = {k: v for k, v in (checkpoint.read_manifest(sft).get("versions") or {}).items()
+              if k in ("feature_service", "training_service", "pathways")}  # fmt: skip
     checkpoint.save(out, model, model_config=model.cfg, metrics=after, rng=False,
-                    versions={"ds": day.isoformat(), "codebook": space.codebook_version, "reward": reward_version})  # fmt: skip
+                    versions={"ds": day.isoformat(), "codebook": space.codebook_version, "reward": reward_version,
+                              **inputs})  # fmt: skip
     space.save(out / "items")
     steps = [row for row in log if "loss" in row]
     timing = {k: float(np.mean([row[k] for row in steps])) if steps else None for k in ("rollout_s", "update_s")}
@@ -274,6 +299,13 @@ def evaluate(ds: str, run_conf: dict | None = None) -> dict:
     set_threads(cfg)
     candidate_dir = run / "aligned"
     champion = version_before(reg, "champion", day)
+    wanted = feature_versions(cfg).get("feature_service")
+    if champion is not None and champion.versions.get("feature_service") != wanted:
+        # Trained on other features (e.g. sequences, before onerec_train_v3): it cannot read these rows,
+        # so it is not a comparable baseline; the candidate is judged alone (the reason says so).
+        log.warning("champion %s was trained on %s, not %s: not scored", champion.version,
+                    champion.versions.get("feature_service") or "sequences", wanted)  # fmt: skip
+        champion = None
     spaces = [ItemSpace.load(candidate_dir / "items")] + ([ItemSpace.load(champion.path / "items")] if champion else [])
     examples = shared_users(read_examples(cfg, day), spaces)
     pscore, reward_ids, reward_version, through = reward_model(cfg, day)
@@ -295,6 +327,7 @@ def evaluate(ds: str, run_conf: dict | None = None) -> dict:
     version = reg.register(candidate_dir, metrics["candidate"], {
         "ds": day.isoformat(), "codebook": spaces[0].codebook_version, "preset": m.preset,
         "architecture": m.architecture, "reward": reward_version, "align": m.align.method,
+        **({**feature_versions(cfg), "pathways": ",".join(m.pathways.masked) or "all"} if feature_versions(cfg) else {}),
     }, run_id=run_id)  # fmt: skip
     reg.set_alias("candidate", version, f"trained on {day}")
     return write_json(run / "evaluation.json", {"ds": day.isoformat(), "candidate": version,

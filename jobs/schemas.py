@@ -160,6 +160,36 @@ TRAINING_EXAMPLES = StructType(
     ]
 )
 
+# training_examples' keys and targets, the time the features are read at (the target's), the feature
+# service, and its features as retrieved point-in-time (jobs/training_features.py; names as Feast's).
+TRAINING_FEATURES = StructType(
+    [
+        _f("user_id", StringType(), False),
+        _f("split", StringType(), False),
+        _f("target_item_id", StringType(), False),
+        _f("target_item_ids", ArrayType(StringType()), False),
+        _f("target_ts", LongType(), False),
+        _f("event_timestamp", TimestampType(), False),  # = target_ts: the features the server had then
+        _f("feature_service", StringType(), False),
+        _f("n_events", LongType()),  # null: no features yet (a user's first day)
+        _f("n_positive", LongType()),
+        _f("active_days", IntegerType()),
+        _f("tenure_days", IntegerType()),
+        _f("attributes", StringType()),  # JSON object, as the online store serves it
+        _f("short_item_ids", ArrayType(StringType())),
+        _f("short_ts", ArrayType(LongType())),
+        _f("short_flags", ArrayType(IntegerType())),
+        _f("positive_item_ids", ArrayType(StringType())),
+        _f("short_rating", ArrayType(DoubleType())),  # NaN: the event has no rating
+        _f("short_play_seconds", ArrayType(DoubleType())),
+        _f("short_duration_seconds", ArrayType(DoubleType())),
+        _f("item_ids", ArrayType(StringType())),  # lifelong representatives (gold.user_lifelong_compressed)
+        _f("n_source", LongType()),
+        _f("protocol", StringType(), False),
+        _f("ds", DateType(), False),
+    ]
+)
+
 ITEM_PAIRS = StructType(
     [
         _f("item_id", StringType(), False),
@@ -254,6 +284,7 @@ BY_TABLE = {
     "user_state": USER_STATE,
     "user_features": USER_FEATURES,
     "training_examples": TRAINING_EXAMPLES,
+    "training_features": TRAINING_FEATURES,
     "item_pairs": ITEM_PAIRS,
     "item_embeddings": ITEM_EMBEDDINGS,
     "item_sids": ITEM_SIDS,

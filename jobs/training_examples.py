@@ -19,7 +19,9 @@ whole history. This is the same as the latest ``gold.user_features`` row at or b
 the cutoff (the feature store does the point-in-time join for the online path, see
 features/).
 
-Written to ``gold.training_examples`` partitioned by (protocol, ds), replaced per run.
+Written to ``gold.training_examples`` partitioned by (protocol, ds), replaced per run; then, with
+``model.pathways.from_feature_store``, ``gold.training_features`` (``jobs/training_features.py``: the
+same rows with the feature service's values as of each target, what the generator trains on).
 """
 
 from __future__ import annotations
@@ -147,6 +149,10 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
         delta.overwrite_partition(rows, path, spec.partition_by, where)
         counts[protocol] = delta.read(spark, path).where(where).count()
         log.info("training_examples ds=%s protocol=%s: %d rows", ds, protocol, counts[protocol])
+    if cfg.model.pathways.from_feature_store:  # the generator's rows: these, with the features served then
+        from jobs import training_features
+
+        return {"ds": ds.isoformat(), "rows": counts, "features": training_features.run(cfg, ds, spark)["rows"]}
     return {"ds": ds.isoformat(), "rows": counts}
 
 

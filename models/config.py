@@ -16,6 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+# Short-term interaction signals, in the order of the ``short_signals`` channels (models/pathways.py):
+# the gold flag bits, the play ratio and the rating; each also has a presence channel.
+SIGNAL_NAMES = ("like", "follow", "comment", "share", "dislike", "play_ratio", "rating")
+PATHWAYS = ("static", "short", "positive", "lifelong")
+
 
 @dataclass(kw_only=True)
 class OneRecConfig:
@@ -30,11 +35,23 @@ class OneRecConfig:
     # context vector also sums its code embeddings, so a new item is not a blank row.
     n_items: int = 1
     sid_item_embedding: bool = True
-    # Static pathway: hashed user-id buckets (0 = no id embedding) and categorical attributes.
+    # Static pathway: hashed user-id buckets (0 = no id embedding) and categorical attributes, one
+    # embedding table per entry of ``user_attr_sizes`` (index 0 = missing, a zero vector). From feature
+    # rows (models/pathways.py) they are the attributes ``user_attr_names`` (``attr_buckets`` hashed
+    # values each), then the counts ``user_count_features`` (``count_buckets`` log2 buckets each).
     n_user_buckets: int = 0
     user_attr_sizes: tuple[int, ...] = ()
-    # Per-interaction signals of the short-term pathway.
-    n_flags: int = 6  # like, follow, comment, forward, dislike, profile visit
+    user_attr_names: tuple[str, ...] = ()
+    user_count_features: tuple[str, ...] = ()
+    attr_buckets: int = 64
+    count_buckets: int = 16
+    # Per-interaction signals of the short-term pathway: flag bits like, follow, comment, share,
+    # dislike (gold's bitmask), then play ratio and rating (SIGNAL_NAMES), each with a presence bit.
+    n_flags: int = 5
+    # The signals the training data carries (models.pathways.observed_signals); others stay masked.
+    signals: tuple[str, ...] = SIGNAL_NAMES
+    # Ablation: pathways fed as padding only (of PATHWAYS).
+    masked_pathways: tuple[str, ...] = ()
     n_gap_buckets: int = 16  # log2-minute buckets of (request time - interaction time)
     # Context lengths (tech report: 20 short-term, 256 positive, 2,000 lifelong -> 128 queries).
     short_len: int = 20
@@ -98,8 +115,20 @@ class OneRecConfig:
             raise ValueError(f"item_loss_weight must be >= 0, got {self.item_loss_weight}")
         if self.item_loss_weight and self.architecture != "encoder_decoder":
             raise ValueError("item_loss_weight needs the encoder (architecture encoder_decoder)")
+        named = len(self.user_attr_names) + len(self.user_count_features)
+        if named and named != len(self.user_attr_sizes):
+            raise ValueError("user_attr_sizes needs one size per user_attr_names + user_count_features entry")
+        if self.n_flags + 2 != len(SIGNAL_NAMES) or not set(self.signals) <= set(SIGNAL_NAMES):
+            raise ValueError(f"signals must be among {SIGNAL_NAMES} (n_flags = {len(SIGNAL_NAMES) - 2})")
+        if not set(self.masked_pathways) <= set(PATHWAYS):
+            raise ValueError(f"masked_pathways must be among {PATHWAYS}, got {self.masked_pathways}")
         if self.per_position and (self.pos_len or self.lifelong_len or self.session_len != 1):
             raise ValueError("per_position needs pos_len = lifelong_len = 0 and session_len = 1 (causal context)")
+
+    @property
+    def signal_dim(self) -> int:
+        """Channels of ``short_signals``: one value and one presence bit per signal."""
+        return 2 * (self.n_flags + 2)
 
     @property
     def level_sizes(self) -> tuple[int, ...]:

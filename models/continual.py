@@ -82,13 +82,35 @@ class ItemSpace:
         return cls(meta["item_ids"], codes, meta["codes_per_level"], meta["codebook_version"])
 
 
-def model_config(preset_name: str, space: ItemSpace, architecture: str | None = None) -> OneRecConfig:
-    """The preset's generator shaped to the item space (n items, levels, K, dedup level)."""
+def model_config(preset_name: str, space: ItemSpace, architecture: str | None = None,
+                 pathways: dict[str, Any] | None = None) -> OneRecConfig:  # fmt: skip
+    """The preset's generator shaped to the item space (n items, levels, K, dedup level) and, from
+    ``pathways`` (:func:`pathway_fields`), to the data's static attributes and signals."""
     base = preset(preset_name).onerec
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in (pathways or {}).items()}
     return dataclasses.replace(
         base, n_items=len(space.item_ids) - 1, levels=space.codes.shape[1] - 1, codes_per_level=space.codes_per_level,
-        dedup_codes=space.dedup_codes, architecture=architecture or base.architecture,
+        dedup_codes=space.dedup_codes, architecture=architecture or base.architecture, **fields,
     )  # fmt: skip
+
+
+PATHWAY_FIELDS = ("user_attr_names", "user_count_features", "user_attr_sizes", "signals", "masked_pathways")
+
+
+def pathway_fields(examples: pd.DataFrame, attributes: tuple[str, ...], counts: bool, masked: tuple[str, ...],
+                   attr_buckets: int = 64, count_buckets: int = 16) -> dict[str, Any]:  # fmt: skip
+    """The generator's static-pathway shape and observed signals for feature rows (``gold.training_features``):
+    the configured attributes and counts, and the short-term signals the rows ever carry (others masked)."""
+    from models.pathways import COUNT_FEATURES, observed_signals
+
+    names = tuple(COUNT_FEATURES) if counts else ()
+    train = examples[examples["split"] == "train"] if "split" in examples.columns else examples
+    rows = {c: train[c].tolist() for c in ("short_flags", "short_rating", "short_play_seconds",
+                                           "short_duration_seconds")}  # fmt: skip
+    return {"user_attr_names": tuple(attributes), "user_count_features": names,
+            "user_attr_sizes": (attr_buckets + 1,) * len(attributes) + (count_buckets + 1,) * len(names),
+            "attr_buckets": attr_buckets, "count_buckets": count_buckets,
+            "signals": observed_signals(rows), "masked_pathways": tuple(masked)}  # fmt: skip
 
 
 def load_grown(model: torch.nn.Module, state: dict[str, torch.Tensor], keep: tuple[str, ...] = ()) -> list[str]:
@@ -116,10 +138,12 @@ def load_grown(model: torch.nn.Module, state: dict[str, torch.Tensor], keep: tup
 def run(examples: pd.DataFrame, space: ItemSpace, out_dir: str | Path, *, preset_name: str, steps: int,
         init_dir: str | Path | None = None, architecture: str | None = None, overrides: dict[str, Any] | None = None,
         versions: dict[str, Any] | None = None, eval_users: int | None = None, rank: int = 0,
-        world: int = 1) -> dict:  # fmt: skip
+        world: int = 1, pathways: dict[str, Any] | None = None) -> dict:  # fmt: skip
     """Train ``steps`` steps on the leave_one_out ``examples`` (from ``init_dir`` if given) into ``out_dir``.
 
-    Returns train.train's result plus ``init`` (what was loaded, which tables grew).
+    ``examples`` are ``gold.training_features`` rows (the four pathways; ``pathways`` then shapes the
+    static pathway and the signals, :func:`pathway_fields`) or ``gold.training_examples`` rows
+    (sequences). Returns train.train's result plus ``init`` (what was loaded, which tables grew).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +153,7 @@ def run(examples: pd.DataFrame, space: ItemSpace, out_dir: str | Path, *, preset
     if len(loo.users) == 0:
         raise ValueError("no leave_one_out users whose targets have semantic IDs")
     p = preset(preset_name)
-    cfg = model_config(preset_name, space, architecture)
+    cfg = model_config(preset_name, space, architecture, pathways)
     tc: TrainConfig = dataclasses.replace(
         p.train, steps=steps, epochs=0, out_dir=str(out), resume=False, eval_every=steps, ckpt_every=steps,
         warmup_steps=max(1, min(p.train.warmup_steps, steps // 10)), **(overrides or {}),
@@ -160,7 +184,7 @@ def load_generator(directory: str | Path) -> SemanticIdGenerator:
 
 
 def read_examples(table: str | Path, ds: str, storage_options: dict | None = None) -> pd.DataFrame:
-    """The leave_one_out rows of one day of ``gold.training_examples``."""
+    """The leave_one_out rows of one day of ``gold.training_examples`` or ``gold.training_features``."""
     day = str(ds)[:10]
     # Ordered by the table's key: the same day always trains on the same row order (re-runs change nothing).
     where = f"protocol = 'leave_one_out' AND ds = DATE '{day}'"
@@ -180,6 +204,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--overrides", default="{}", help="JSON of TrainConfig fields (device, dtype, batch_size...)")
     p.add_argument("--eval-users", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--pathways", default="{}", help="JSON of OneRecConfig pathway fields (continual.pathway_fields)")
+    p.add_argument("--versions", default="{}", help="JSON of versions for the manifest (feature_service, ...)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -193,8 +219,8 @@ def main(argv: list[str] | None = None) -> dict:
             torch.cuda.set_device(local)
     result = run(read_examples(args.examples, args.ds), ItemSpace.load(args.items), args.out, preset_name=args.preset,
                  steps=args.steps, init_dir=args.init, architecture=args.architecture, overrides=overrides,
-                 versions={"data": f"training_examples ds={args.ds}"}, eval_users=args.eval_users, rank=rank,
-                 world=world)  # fmt: skip
+                 versions={"data": f"{Path(args.examples).name} ds={args.ds}", **json.loads(args.versions)},
+                 eval_users=args.eval_users, rank=rank, world=world, pathways=json.loads(args.pathways))  # fmt: skip
     if rank == 0:
         (Path(args.out) / "continual.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     if world > 1:

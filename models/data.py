@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from models.config import OneRecConfig
+from models.pathways import gap_bucket  # noqa: F401  (one definition for training and serving)
 
 
 @dataclass
@@ -76,6 +77,9 @@ class LeaveOneOut:
     valid_target_ts: np.ndarray | None = None
     test_target_ts: np.ndarray | None = None
     item_ids: list[str] | None = None  # index -> external id (index 0 = padding), from a table
+    # Feature-store rows (``gold.training_features``): per split, the feature columns of each user's
+    # row, aligned with ``users`` (models/pathways.py builds the pathways from them). None: sequences.
+    features: dict[str, dict[str, list]] | None = None
 
 
 def read_amazon_sequences(path: str | Path) -> dict[str, list[int]]:
@@ -119,6 +123,8 @@ def from_training_examples(table: Any, item_index: Mapping[str, int] | None = No
         seen.update(str(i) for ctx in df["context_item_ids"] for i in ctx)
         item_index = {item: i + 1 for i, item in enumerate(sorted(seen))}
     has_ts = {"context_ts", "target_ts"} <= set(df.columns)
+    if "short_item_ids" in df.columns:  # gold.training_features: the pathways come from the feature store
+        return _from_feature_rows(df, item_index)
     by_user: dict[str, dict[str, Any]] = {}
     for row in df.itertuples(index=False):
         by_user.setdefault(str(row.user_id), {})[row.split] = row
@@ -154,6 +160,53 @@ def from_training_examples(table: Any, item_index: Mapping[str, int] | None = No
         valid_target_ts=np.array(target_ts["valid"], dtype=np.int64) if has_ts else None,
         test_target_ts=np.array(target_ts["test"], dtype=np.int64) if has_ts else None, item_ids=ids,
     )  # fmt: skip
+
+
+def _from_feature_rows(df: Any, item_index: Mapping[str, int]) -> LeaveOneOut:
+    """``gold.training_features`` leave_one_out rows -> a ``LeaveOneOut`` whose ``features`` hold each
+    split's feature row per user. Its sequences (for SASRec and per-position training, which read
+    sequences) are the known short-term items; the generator reads ``features``."""
+    from models.pathways import FEATURES, as_list
+
+    by_user: dict[str, dict[str, Any]] = {}
+    for row in df.to_dict("records"):
+        by_user.setdefault(str(row["user_id"]), {})[row["split"]] = row
+    splits = ("train", "valid", "test")
+    users = [u for u, rows in by_user.items()
+             if set(rows) == set(splits) and all(str(r["target_item_id"]) in item_index for r in rows.values())]  # fmt: skip
+    features: dict[str, dict[str, list]] = {s: {f: [] for f in (*FEATURES, "target_ts")} for s in splits}
+    lists: dict[str, list] = {s: [] for s in splits}
+    for user in users:
+        for s in splits:
+            r = by_user[user][s]
+            for f in (*FEATURES, "target_ts"):
+                features[s][f].append(r.get(f))
+            known = [item_index[str(i)] for i in as_list(r.get("short_item_ids")) if str(i) in item_index]
+            lists[s].append(known + ([item_index[str(r["target_item_id"])]] if s == "train" else []))
+    ids = [""] * (len(item_index) + 1)
+    for item, i in item_index.items():
+        ids[i] = item
+
+    def target(s: str, key: str) -> np.ndarray:
+        col = "target_item_id" if key == "item" else "target_ts"
+        values = [by_user[u][s][col] for u in users]
+        return np.array([item_index[str(v)] for v in values] if key == "item" else values, dtype=np.int64)
+
+    return LeaveOneOut(
+        n_items=len(item_index), users=users, train=Ragged.from_lists(lists["train"]),
+        valid=Ragged.from_lists(lists["valid"]), valid_target=target("valid", "item"),
+        test=Ragged.from_lists(lists["test"]), test_target=target("test", "item"),
+        valid_target_ts=target("valid", "ts"), test_target_ts=target("test", "ts"), item_ids=ids, features=features,
+    )  # fmt: skip
+
+
+def feature_pathways(data: LeaveOneOut, split: str, cfg: OneRecConfig) -> dict[str, np.ndarray]:
+    """The pathway arrays of ``split``'s feature rows (one per user) at their targets' times."""
+    from models.pathways import pathway_arrays
+
+    rows = data.features[split]
+    index = {item: i for i, item in enumerate(data.item_ids or []) if i}
+    return pathway_arrays(rows, data.users, rows["target_ts"], cfg, index)
 
 
 # --- SASRec -----------------------------------------------------------------------------------
@@ -200,6 +253,8 @@ class Examples:
     targets: np.ndarray
     users: np.ndarray  # static-pathway user bucket
     target_ts: np.ndarray | None = None
+    # Context arrays per sequence row from feature rows (models/pathways.py); None: from ``seqs``.
+    pathways: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -213,7 +268,14 @@ def user_buckets(users: Sequence[str], n_buckets: int) -> np.ndarray:
 
 
 def training_examples(data: LeaveOneOut, cfg: OneRecConfig) -> Examples:
-    """Every ``(row, t)`` with ``1 <= t <= n - session_len`` of every training sequence."""
+    """Every ``(row, t)`` with ``1 <= t <= n - session_len`` of every training sequence; from feature
+    rows, one sample per user: its train row's features and target (what the server saw then)."""
+    if data.features is not None:
+        rows = np.arange(len(data.users))
+        target = data.train.values[data.train.offsets[1:] - 1][:, None]
+        ts = np.asarray(data.features["train"]["target_ts"], dtype=np.int64)
+        return Examples(data.train, rows, data.train.lengths - 1, target, user_buckets(data.users, cfg.n_user_buckets),
+                        ts, feature_pathways(data, "train", cfg))  # fmt: skip
     lengths, s = data.train.lengths, cfg.session_len
     rows = np.repeat(np.arange(len(lengths)), np.maximum(lengths - s, 0))
     ends = np.concatenate([np.arange(1, n - s + 1) for n in lengths]).astype(np.int64) if len(rows) else rows
@@ -228,22 +290,26 @@ def eval_examples(data: LeaveOneOut, split: str, cfg: OneRecConfig) -> Examples:
     seqs: Ragged = getattr(data, split)
     rows = np.arange(len(seqs))
     target = getattr(data, f"{split}_target")[:, None]
+    pathways = feature_pathways(data, split, cfg) if data.features is not None else None
     return Examples(seqs, rows, seqs.lengths, target, user_buckets(data.users, cfg.n_user_buckets),
-                    getattr(data, f"{split}_target_ts"))  # fmt: skip
-
-
-def gap_bucket(seconds: np.ndarray, n_buckets: int) -> np.ndarray:
-    """``floor(log2(1 + minutes))`` clipped to the last bucket: fine for recent, coarse for old."""
-    return np.minimum(np.floor(np.log2(1.0 + np.maximum(seconds, 0) / 60.0)), n_buckets - 1).astype(np.int64)
+                    getattr(data, f"{split}_target_ts"), pathways)  # fmt: skip
 
 
 def onerec_batch(
     ex: Examples, idx: Sequence[int], cfg: OneRecConfig, item_codes: np.ndarray
 ) -> dict[str, torch.Tensor]:
-    """Context pathways and targets of samples ``idx``. The lifelong pathway gets the last
-    ``lifelong_len`` items (a stand-in for the data plane's k-means representatives)."""
+    """Context pathways and targets of samples ``idx``: from the feature rows when the examples
+    carry them (the daily pipeline, ``models/pathways.py``), else from the sequences (benchmarks:
+    the lifelong pathway then gets the last ``lifelong_len`` items, a stand-in)."""
     idx = np.asarray(idx)
     rows, ends, targets = ex.rows[idx], ex.ends[idx], ex.targets[idx]
+    if ex.pathways is not None:
+        out = {k: torch.from_numpy(np.ascontiguousarray(v[rows])) for k, v in ex.pathways.items()}
+        out["target_items"] = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.int64))
+        if targets.shape[1] == cfg.session_len:
+            out["target_codes"] = torch.from_numpy(np.ascontiguousarray(item_codes[targets].reshape(len(idx), -1),
+                                                                        dtype=np.int64))  # fmt: skip
+        return out
     short = ex.seqs.tail(rows, ends, cfg.short_len)
     batch = {
         "user": ex.users[idx],
@@ -307,7 +373,7 @@ def synthetic_batch(
         "user": torch.randint(0, max(cfg.n_user_buckets, 1), (batch_size,), generator=g),
         "short_items": items(cfg.short_len),
         "short_gap": torch.randint(0, cfg.n_gap_buckets, (batch_size, cfg.short_len), generator=g),
-        "short_signals": torch.rand(batch_size, cfg.short_len, cfg.n_flags + 1, generator=g),
+        "short_signals": torch.rand(batch_size, cfg.short_len, cfg.signal_dim, generator=g),
         "pos_items": items(cfg.pos_len),
         "life_items": items(cfg.lifelong_len),
         "target_items": targets,

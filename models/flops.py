@@ -48,7 +48,7 @@ def context_flops(cfg: OneRecConfig) -> float:
     """The four pathways (``onerec.ContextEmbedder``) for one sample."""
     d = cfg.d_model
     total = matmul(1, d * (1 + len(cfg.user_attr_sizes)), d) + matmul(1, d, d)  # static MLP
-    total += matmul(cfg.short_len, cfg.n_flags + 1, d)  # interaction signals (counted even when absent)
+    total += matmul(cfg.short_len, cfg.signal_dim, d)  # interaction signals (counted even when absent)
     total += 2 * matmul(cfg.short_len, d, d) + 2 * matmul(cfg.pos_len, d, d)  # pathway MLPs
     if cfg.lifelong_len:
         total += 2 * matmul(cfg.lifelong_len, d, d)

@@ -135,7 +135,8 @@ class ContextEmbedder(nn.Module):
     Batch keys (int64 items, 0 = padding, most recent last): ``short_items (B, L_s)``,
     ``pos_items (B, L_p)``, ``life_items (B, N_lifelong)``; optional ``user (B,)`` bucket,
     ``user_attrs (B, n_attrs)``, ``short_gap (B, L_s)`` bucket and ``short_signals (B, L_s,
-    n_flags + 1)`` (the flags, then the play ratio). Missing optional signals count as zeros.
+    cfg.signal_dim)`` (the signal values, then their presence bits: ``models/pathways.py``).
+    Missing optional signals count as zeros (absent).
     """
 
     def __init__(self, cfg: OneRecConfig, item_codes: Tensor | np.ndarray | None = None) -> None:
@@ -143,9 +144,9 @@ class ContextEmbedder(nn.Module):
         d, self.cfg = cfg.d_model, cfg
         self.items = ItemEmbedding(cfg, item_codes)
         self.user = nn.Embedding(max(cfg.n_user_buckets, 1), d)
-        self.attrs = nn.ModuleList(nn.Embedding(n, d) for n in cfg.user_attr_sizes)
+        self.attrs = nn.ModuleList(nn.Embedding(n, d, padding_idx=0) for n in cfg.user_attr_sizes)  # 0 = missing
         self.static = mlp(d * (1 + len(cfg.user_attr_sizes)), d)
-        self.signals = nn.Linear(cfg.n_flags + 1, d, bias=False)
+        self.signals = nn.Linear(cfg.signal_dim, d, bias=False)
         self.gap = nn.Embedding(cfg.n_gap_buckets, d)
         self.short, self.positive = mlp(d, d), mlp(d, d)
         if cfg.lifelong_len:
@@ -157,7 +158,8 @@ class ContextEmbedder(nn.Module):
         cfg, short = self.cfg, batch["short_items"]
         b = short.shape[0]
         user = batch.get("user", short.new_zeros(b))
-        attrs = [emb(batch["user_attrs"][:, i]) for i, emb in enumerate(self.attrs)]
+        attrs = [emb(batch["user_attrs"][:, i]) if "user_attrs" in batch else short.new_zeros(b, self.cfg.d_model,
+                 dtype=self.user.weight.dtype) for i, emb in enumerate(self.attrs)]  # fmt: skip
         parts = [self.static(torch.cat([self.user(user), *attrs], -1)).unsqueeze(1)]
         masks = [short.new_ones(b, 1, dtype=torch.bool)]
         e = self.items(short) + self.gap(batch.get("short_gap", torch.zeros_like(short)))
@@ -204,6 +206,8 @@ class SemanticIdGenerator(nn.Module):
                     nn.init.zeros_(m.bias)
         with torch.no_grad():
             self.context.items.ids.weight[0].zero_()
+            for emb in self.context.attrs:  # a missing attribute or count adds nothing (masked)
+                emb.weight[0].zero_()
 
     def encode_context(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         raise NotImplementedError

@@ -36,8 +36,9 @@ def subset(examples: Examples, keep: np.ndarray) -> Examples:
     """The samples of ``examples`` where ``keep`` (boolean or index array) selects."""
     idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep)
     ts = None if examples.target_ts is None else examples.target_ts[idx]
+    # Pathway arrays are per sequence row, which ``rows`` still indexes: kept whole.
     return Examples(examples.seqs, examples.rows[idx], examples.ends[idx], examples.targets[idx],
-                    examples.users[idx], ts)  # fmt: skip
+                    examples.users[idx], ts, examples.pathways)  # fmt: skip
 
 
 def after(examples: Examples, first_unseen: int) -> Examples:

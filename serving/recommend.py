@@ -2,8 +2,12 @@
 
     python -m serving.recommend --user 42 -k 10 [--checkpoint DIR] [--config local] [--json]
 
-The user's context (short-term, positive and lifelong sequences, ``onerec_serve_v1``) is read
-from the Feast online store; the champion of MLflow's model registry (alias ``champion``, or ``--checkpoint``)
+The user's context -- OneRec's four pathways, the feature service the checkpoint was trained on
+(its manifest's ``versions.feature_service``, e.g. ``onerec_serve_v3``) -- is read from the Feast
+online store and turned into the model's input by ``models.pathways.pathway_arrays``, the function
+training used on the point-in-time rows of the same features. A server configured for another
+feature service refuses the checkpoint (``FeatureServiceMismatch``, exit code 2). The
+ the champion of MLflow's model registry (alias ``champion``, or ``--checkpoint``)
 generates semantic IDs with beam search constrained to IDs that exist, which map back to items;
 titles come from the online store too (``item_content``). A user with no features online, or
 none of whose items the model knows, gets a **cold-start** answer: the most popular items
@@ -53,8 +57,15 @@ class Answer:
         return asdict(self)
 
 
+class FeatureServiceMismatch(ValueError):
+    """The checkpoint was trained on other features than the server reads (never served silently)."""
+
+
 class FeatureReader(Protocol):
-    """Where the online features come from (Feast in production, a dict in tests)."""
+    """Where the online features come from (Feast in production, a dict in tests); ``service`` names
+    the feature service it reads (None: unspecified, e.g. a test double)."""
+
+    service_name: str | None
 
     def user(self, user_id: str) -> Mapping[str, Any] | None: ...
 
@@ -62,11 +73,11 @@ class FeatureReader(Protocol):
 
 
 class FeastReader:
-    """The Feast online store: ``onerec_serve_v1`` for users, ``item_content:title`` for items."""
+    """The Feast online store: ``service_name`` for users, ``item_content:title`` for items."""
 
-    def __init__(self, store) -> None:
-        self.store = store
-        self.service = store.get_feature_service("onerec_serve_v1")
+    def __init__(self, store, service_name: str = "onerec_serve_v1") -> None:
+        self.store, self.service_name = store, service_name
+        self.service = store.get_feature_service(service_name)
 
     def user(self, user_id: str) -> Mapping[str, Any] | None:
         row = self.store.get_online_features(features=self.service, entity_rows=[{"user_id": user_id}])
@@ -85,19 +96,32 @@ class FeastReader:
 
 def _tail(ids: Sequence[int], length: int) -> np.ndarray:
     """The last ``length`` ids, left-padded with 0 (the layout the model was trained on)."""
-    out = np.zeros(length, dtype=np.int64)
-    if length and len(ids):
-        kept = np.asarray(ids[-length:], dtype=np.int64)
-        out[length - len(kept) :] = kept
-    return out
+    from models.pathways import tail
+
+    return tail(ids, length)
+
+
+def check_feature_service(trained_on: str | None, served: str | None, version: str | None = None) -> None:
+    """Raise ``FeatureServiceMismatch`` unless the server reads the features the checkpoint was trained on."""
+    if served is None or trained_on == served:
+        return
+    what = f"checkpoint {version}" if version else "the checkpoint"
+    trained = trained_on or "sequences, no feature service (a checkpoint from before onerec_serve_v3)"
+    raise FeatureServiceMismatch(
+        f"{what} was trained on {trained} but this server reads {served}: serve a checkpoint trained on "
+        f"{served}, or set model.pathways.feature_service_version to the checkpoint's version"
+    )
 
 
 class Recommender:
     """One loaded generator and its item space; thread-safe ``recommend``."""
 
     def __init__(self, model, space, features: FeatureReader, popular: Sequence[str], version: str | None = None,
-                 beam_size: int = 20, item_weight: float = 0.0) -> None:  # fmt: skip
-        """``item_weight``: rerank the beam with the model's item head (``beam.rerank``), as evaluated."""
+                 beam_size: int = 20, item_weight: float = 0.0, feature_service: str | None = None) -> None:  # fmt: skip
+        """``item_weight``: rerank the beam with the model's item head (``beam.rerank``), as evaluated;
+        ``feature_service``: the one the model was trained on (None: a sequence-trained checkpoint)."""
+        check_feature_service(feature_service, getattr(features, "service_name", None), version)
+        self.feature_service = feature_service
         from models.beam import SemanticIdTrie
 
         self.model, self.space, self.features = model.eval(), space, features
@@ -117,13 +141,25 @@ class Recommender:
 
         directory = Path(directory)
         space = ItemSpace.load(directory / "items")
-        trained = read_manifest(directory).get("train_config") or {"fields": {}}
+        manifest = read_manifest(directory)
+        trained = manifest.get("train_config") or {"fields": {}}
         weight = trained["fields"].get("item_weight", 0.0)  # rank as the checkpoint was evaluated
-        return cls(load_generator(directory), space, features, popular, version or directory.name, beam_size, weight)
+        service = (manifest.get("versions") or {}).get("feature_service")
+        check_feature_service(service, getattr(features, "service_name", None), version or directory.name)
+        return cls(load_generator(directory), space, features, popular, version or directory.name, beam_size, weight,
+                   service)  # fmt: skip
 
     def context(self, user_id: str, feats: Mapping[str, Any], now: float):
         """(the model's batch of one, known items per pathway) from the online features; None when the
         model knows none of the user's items."""
+        if self.feature_service is not None:  # the four pathways, as training built them
+            from models.pathways import known_counts, pathway_arrays
+
+            arrays = pathway_arrays({k: [v] for k, v in feats.items()}, [user_id], [now], self.cfg, self.index)
+            counts = known_counts(arrays)
+            if not any(counts.values()):
+                return None
+            return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, counts
         from models.data import gap_bucket, user_buckets
 
         def known(name: str) -> list[int]:
@@ -216,8 +252,13 @@ def load(cfg, checkpoint: str | None = None, features: FeatureReader | None = No
     directory, version = champion_dir(cfg, checkpoint)
     if features is None:
         from jobs.feature_store import get_store
+        from models.checkpoint import read_manifest
 
-        features = FeastReader(get_store(cfg))
+        p = cfg.model.pathways
+        service = p.serve_service if p.from_feature_store else "onerec_serve_v1"
+        trained_on = (read_manifest(directory).get("versions") or {}).get("feature_service")
+        check_feature_service(trained_on, service if p.from_feature_store else None, version)
+        features = FeastReader(get_store(cfg), trained_on or service)
     beam = getattr(getattr(cfg, "model", None), "beam_size", 20) or 20
     return Recommender.from_checkpoint(directory, features, popular_items(cfg), version, beam)
 
@@ -249,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = settings_from_args(args)
     try:
         recommender = load(cfg, args.checkpoint)
-    except (LookupError, FileNotFoundError) as err:
+    except (LookupError, FileNotFoundError, FeatureServiceMismatch) as err:
         print(f"cannot serve: {err}", file=sys.stderr)
         return 2
     answer = recommender.recommend(str(args.user), args.k)

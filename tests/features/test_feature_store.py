@@ -165,7 +165,7 @@ def test_check_online_agrees_then_names_a_mismatch(lake):
         ITEM_EMBEDDINGS_VIEW: 1,
         ITEM_STATS_VIEW: 2,
     }
-    assert report["features"][USER_FEATURES_VIEW] == 11 and report["features"][ITEMS_VIEW] == 5
+    assert report["features"][USER_FEATURES_VIEW] == 14 and report["features"][ITEMS_VIEW] == 5
     assert report["features"][ITEM_STATS_VIEW] == 6
 
     store = feature_store.get_store(lake.cfg)

@@ -18,9 +18,10 @@ def test_shorten_keeps_the_ends_and_counts():
 def test_lookup_prints_a_known_user_and_item(lake, capsys):
     assert main(_args(lake, "--user", "u1")) == 0
     out = capsys.readouterr().out
-    assert out.startswith("user 'u1' (onerec_serve_v1, sqlite), as of 2026-10-03 00:00 UTC")
-    assert "  n_events          : 4\n" in out
-    assert "  lifelong_item_ids : [i1, i2, i4, i5] (4 items)\n" in out
+    assert out.startswith("user 'u1' (onerec_serve_v3, sqlite), as of 2026-10-03 00:00 UTC")
+    assert "  n_events               : 4\n" in out
+    assert "  item_ids               : [i2, i5] (2 items)\n" in out  # the lifelong representatives
+    assert "  short_rating           : [nan, 4.0, 5.0] (3 items)\n" in out  # a missing rating stays missing
     assert main(_args(lake, "--item", "i1")) == 0
     out = capsys.readouterr().out
     assert out.startswith("item 'i1' (onerec_item_v1, sqlite)")

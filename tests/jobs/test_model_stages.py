@@ -36,6 +36,13 @@ def test_first_day_trains_from_scratch_and_is_promoted(run):
     assert first["train"]["mode"] == "initial" and first["train"]["steps"] == 60
     assert first["reward_refresh"]["previous"] is None and "fused" in first["reward_refresh"]["in_sample_auc"]
     assert first["promote"]["promoted"] and first["promote"]["champion_before"] is None
+    # The four pathways from the feature store: rows of gold.training_features, the service in the manifest.
+    train = first["train"]
+    assert train["examples"] == "training_features" and train["feature_service"] == "onerec_serve_v3"
+    assert {"play_ratio", "rating"} <= set(train["signals"]) and train["pathways"] == "all"
+    from models.checkpoint import read_manifest
+
+    assert read_manifest(first["align"]["checkpoint"])["versions"]["feature_service"] == "onerec_serve_v3"
 
 
 def test_second_day_continues_and_reports(run):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import numpy as np
@@ -49,6 +50,49 @@ def leave_one_out_rows(events: pd.DataFrame, ds, context_len: int = 50) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def feature_rows(events: pd.DataFrame, examples: pd.DataFrame, short_len: int = 20, positive_len: int = 256,
+                 lifelong_reps: int = 8) -> pd.DataFrame:  # fmt: skip
+    """gold.training_features-shaped rows for ``examples``: each row's ``onerec_train_v3`` features as of
+    the end of the day before its target (what point-in-time retrieval returns; Spark-free stand-in --
+    the retrieval itself is tested in tests/features/test_parity.py). The lifelong representatives are
+    the last ``lifelong_reps`` distinct items; users without earlier events get null features."""
+    ev = events.sort_values(["user_id", "ts", "item_id"], kind="stable").copy()
+    ev["sec"] = ev["ts"].astype("int64") // 10**9
+    ev["flags"] = sum(ev[name].astype(int) * (1 << i) for i, name in enumerate(FLAG_NAMES))
+    liked = (ev["flags"] & 15) > 0
+    ev["positive"] = ((ev["rating"] >= 4) | (ev["play_seconds"] >= 0.8 * ev["item_duration_seconds"]) | liked) & ~(
+        (ev["flags"] & 16) > 0
+    )
+    by_user = dict(tuple(ev.groupby("user_id", sort=False)))
+    out = []
+    for row in examples.to_dict("records"):
+        day = pd.Timestamp(row["target_ts"], unit="s").normalize()
+        g = by_user.get(row["user_id"], ev.iloc[:0])
+        g = g[g["ts"] < day]
+        feats: dict = dict.fromkeys(("n_events", "n_positive", "active_days", "tenure_days", "attributes",
+                                     "short_item_ids", "short_ts", "short_flags", "positive_item_ids",
+                                     "short_rating", "short_play_seconds", "short_duration_seconds", "item_ids",
+                                     "n_source"))  # fmt: skip
+        if len(g):
+            short, pos = g.tail(short_len), g[g["positive"]].tail(positive_len)
+            dates = g["ts"].dt.normalize()
+            reps = list(dict.fromkeys(reversed(g["item_id"].tolist())))[:lifelong_reps][::-1]
+            feats.update(
+                n_events=len(g), n_positive=int(g["positive"].sum()), active_days=int(dates.nunique()),
+                tenure_days=int((dates.max() - dates.min()).days), attributes=json.dumps(
+                    {"gender": "fm"[int(row["user_id"][1:]) % 2]}),
+                short_item_ids=short["item_id"].tolist(), short_ts=short["sec"].tolist(),
+                short_flags=short["flags"].tolist(), positive_item_ids=pos["item_id"].tolist(),
+                short_rating=short["rating"].tolist(), short_play_seconds=short["play_seconds"].tolist(),
+                short_duration_seconds=short["item_duration_seconds"].astype(float).tolist(), item_ids=reps,
+                n_source=int(g["item_id"].nunique()),
+            )  # fmt: skip
+        keep = ("user_id", "split", "target_item_id", "target_item_ids", "target_ts", "protocol", "ds")
+        out.append({**{k: row[k] for k in keep}, **feats, "event_timestamp": pd.Timestamp(row["target_ts"], unit="s",
+                    tz="UTC"), "feature_service": "onerec_train_v3"})  # fmt: skip
+    return pd.DataFrame(out)
+
+
 def random_sids(item_ids, levels: int = 2, k: int = 8, version: str = "v20261001", ds=None, seed: int = 0):
     """gold.item_sids-shaped rows: random tuples plus a dedup code that makes each one unique."""
     rng = np.random.default_rng(seed)
@@ -63,8 +107,8 @@ def random_sids(item_ids, levels: int = 2, k: int = 8, version: str = "v20261001
 
 
 def write_model_inputs(cfg, settings: SampleSettings, levels: int = 2, k: int = 8) -> list:
-    """The tables the model stages read, Spark-free: bronze.events, gold.training_examples (leave_one_out,
-    every day), a real RQ-KMeans codebook (models.rq_kmeans + codebook_io) and gold.item_sids over
+    """The tables the model stages read, Spark-free: bronze.events, gold.training_examples and
+    gold.training_features (leave_one_out, every day), a real RQ-KMeans codebook (models.rq_kmeans + codebook_io) and gold.item_sids over
     cluster-shaped item vectors. Returns the sample days. (The Spark jobs that write these in the
     DAG are tested in tests/jobs; here only their output contract matters.)"""
     import pyarrow as pa
@@ -79,6 +123,8 @@ def write_model_inputs(cfg, settings: SampleSettings, levels: int = 2, k: int = 
     examples = pd.concat([leave_one_out_rows(events, d) for d in days], ignore_index=True)
     write_deltalake(cfg.table_path("training_examples"), pa.Table.from_pandas(examples, preserve_index=False),
                     partition_by=["protocol", "ds"], mode="overwrite")  # fmt: skip
+    features = pa.Table.from_pandas(feature_rows(events, examples), preserve_index=False)
+    write_deltalake(cfg.table_path("training_features"), features, partition_by=["protocol", "ds"], mode="overwrite")
     write_codebook(cfg, settings, sorted(set(events["item_id"])), days[0], levels, k, mode="overwrite")
     # The sample's manifest, as jobs.sample_data.generate writes it: the model stages find the oracle by it.
     import json

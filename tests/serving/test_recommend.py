@@ -141,3 +141,32 @@ def test_a_checkpoint_scored_with_its_item_head_is_served_reranked(tmp_path, fea
         served.model.context.items.ids.weight[favourite] += 100 * user / user.norm() ** 2
     assert served.recommend("42", k=5).items[0].item_id == f"i{favourite}"
     assert plain.recommend("42", k=5).items[0].item_id == before  # the beam alone does not see the head
+
+
+def test_a_pathway_checkpoint_reads_its_feature_service_and_refuses_another(tmp_path, saved):
+    """A checkpoint trained on onerec_train_v3 rows is fed the four pathways by models.pathways; a reader
+    of another service is refused at load, naming both."""
+    from serving.recommend import FeatureServiceMismatch
+
+    space = ItemSpace.load(saved / "items")
+    cfg = dataclasses.replace(tiny().onerec, n_items=N_ITEMS, dedup_codes=3, user_attr_names=("gender",),
+                              user_count_features=("n_events",), user_attr_sizes=(65, 17))  # fmt: skip
+    torch.manual_seed(0)
+    directory = tmp_path / "v3"
+    checkpoint.save(directory, build(cfg, space.codes), model_config=cfg, rng=False,
+                    versions={"feature_service": "onerec_serve_v3"})  # fmt: skip
+    space.save(directory / "items")
+    now = int(time.time())
+    row = {"n_events": 7, "attributes": '{"gender": "f"}', "short_item_ids": ["i3", "i7"], "short_ts": [now - 60, now],
+           "short_flags": [1, 0], "short_rating": [float("nan"), 4.0], "short_play_seconds": [1.0, 2.0],
+           "short_duration_seconds": [2.0, 2.0], "positive_item_ids": ["i3"], "item_ids": ["i1", "i9", "zzz"]}  # fmt: skip
+    feats = DictFeatures({"42": row}, {})
+    feats.service_name = "onerec_serve_v3"
+    answer = Recommender.from_checkpoint(directory, feats, beam_size=12).recommend("42", k=5)
+    assert answer.source == "model" and answer.context == {"short": 2, "positive": 1, "lifelong": 2}
+    assert len({it.item_id for it in answer.items}) == 5
+    feats.service_name = "onerec_serve_v1"
+    with pytest.raises(
+        FeatureServiceMismatch, match="trained on onerec_serve_v3 but this server reads onerec_serve_v1"
+    ):
+        Recommender.from_checkpoint(directory, feats)
