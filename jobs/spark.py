@@ -61,6 +61,9 @@ def get_spark(cfg: Settings):  # -> pyspark.sql.SparkSession
         # Delta replays its log with 50 partitions by default: pure overhead on small tables.
         .config("spark.databricks.delta.snapshotPartitions", str(max(1, cfg.spark.shuffle_partitions)))
         .config("spark.default.parallelism", str(max(1, cfg.spark.shuffle_partitions)))
+        # VACUUM lists the table's folders in a job of this many tasks (Spark's default 10,000):
+        # 93 s of empty tasks per table on local[2] against 3.9 s at 4 (one small table, load ~5).
+        .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", str(max(1, cfg.spark.shuffle_partitions)))
     )
     for key, value in cfg.spark.extra_conf.items():
         builder = builder.config(key, value)
