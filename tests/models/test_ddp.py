@@ -34,8 +34,9 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch_and_resume(seque
     codes = np.zeros((41, 3), dtype=np.int64)
     codes[1:, 0], codes[1:, 1] = np.arange(40) // 8, np.arange(40) % 8
     np.save(tmp_path / "codes.npy", codes)
-    # Patience 1 with validation every 2 steps: on this data valid Recall@10 peaks at step 2, so
-    # the run stops early at step 4 -- rank 1 never validates and must learn it from rank 0.
+    # Patience 1 with validation every 2 steps: on this data valid Recall@10 peaks early (step 4 with
+    # the four pathways' inputs), so the run stops before step 12 -- rank 1 never validates and must
+    # learn it from rank 0.
     args = ["--model", "onerec", "--data", str(sequence_file), "--preset", "tiny", "--steps", "12",
             "--eval-every", "2", "--ckpt-every", "2", "--patience", "1", "--codes", str(tmp_path / "codes.npy"),
             "--threads", "1"]  # fmt: skip
@@ -51,7 +52,8 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch_and_resume(seque
     for name in a:
         torch.testing.assert_close(b[name], a[name], atol=1e-5, rtol=1e-4, msg=name)
     ran = [json.loads((tmp_path / d / "last" / "config.json").read_text())["step"] for d in ("single", "ddp")]
-    assert ran == [4, 4]  # stopped early, on the same step, in both
+    # stopped early (before 12), on the same step in both: one validation (2 steps) after the best
+    assert ran[0] == ran[1] < 12
     result = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
-    assert result["valid"]["step"] == single["valid"]["step"] == 2
+    assert result["valid"]["step"] == single["valid"]["step"] == ran[0] - 2
     assert result["test"]["recall@10"] == pytest.approx(single["test"]["recall@10"])
