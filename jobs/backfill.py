@@ -135,6 +135,7 @@ def _training_examples(spark: SparkSession, cfg: Settings, states: DataFrame, en
     if frames:
         rows = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
         delta.overwrite(rows, cfg.table_path("training_examples"), spec.partition_by)
+    # One row per protocol (next_day, leave_one_out).
     counts = delta.read(spark, cfg.table_path("training_examples")).groupBy("protocol").count().collect()
     return {r["protocol"]: int(r["count"]) for r in counts}
 

@@ -169,6 +169,7 @@ def rows_written(spark: SparkSession, path: str, tag: str, keys: Sequence[str]) 
     if props.get("delta.enableChangeDataFeed", "false").lower() != "true":
         return None
     history = table.history().select("version", "userMetadata").where(F.col("userMetadata").startswith("onerec ds="))
+    # One row per commit of this day (a few per stage), read from the log the retention keeps.
     versions = sorted(int(r["version"]) for r in history.where(F.col("userMetadata") == tag).collect())
     if not versions and history.limit(1).count() == 0:
         return None

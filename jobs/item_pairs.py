@@ -202,6 +202,7 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, end: date | 
     chunks = delta.read(spark, hist_path, USER_EVENTS)
     seqs = build_window_sequences(chunks, ds, p.window_days, p.positives_only, p.max_events_per_user, end)
     pairs = build_item_pairs(seqs, p).cache()
+    # One summary row.
     stats = pairs.agg(F.count("*").alias("rows"), F.countDistinct("ds", "item_id").alias("items")).collect()[0]
     spec = cfg.table("item_pairs")
     delta.overwrite_partition(pairs, out_path, spec.partition_by, delta.date_range("ds", ds, end))
