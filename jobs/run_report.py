@@ -168,6 +168,16 @@ def _codebook_html(cb: dict | None) -> str:
     return str(render_template("codebook.html.j2", cb=cb, summary=summary, levels=levels))
 
 
+def _verdict(result: dict) -> str:
+    """One table's validation for the report: a critical failure fails it; warnings alone do not."""
+    critical = result.get("critical", 0 if result.get("success") else result.get("failures"))
+    if critical:
+        return f"FAILED ({result.get('failures')} failures)"
+    if result.get("warnings"):
+        return f"passed with {result['warnings']} warning(s)"
+    return "passed"
+
+
 def render(data: dict) -> str:
     """The HTML page for ``collect()``'s numbers (and the runner's ``timings``, when present)."""
     from markupsafe import Markup
@@ -177,7 +187,7 @@ def render(data: dict) -> str:
     plots = {k: v for k, v in _plots(data["events_per_day"], data["sequence_lengths"], curve, timings).items() if v}
     ingest = data["stages"].get("ingest", {}).get("events", {})
     validation = {
-        f"{table}": "passed" if res.get("success") else f"FAILED ({res.get('failures')} failures)"
+        f"{table}": _verdict(res)
         for stage, payload in data["stages"].items()
         if stage.startswith("validation")
         for table, res in payload.items()

@@ -40,16 +40,21 @@ def table_counts(spark, cfg: Settings) -> dict[str, int]:
 
 
 def quality_verdicts(cfg: Settings, days: list[date]) -> dict[str, Any]:
-    """Per table: how many of ``days`` passed validation, and the days that failed."""
+    """Per table: how many of ``days`` passed validation, the days that failed (a critical
+    expectation) and the days that passed with warnings (only warning-level expectations unmet)."""
     verdicts: dict[str, dict[str, Any]] = {}
     for ds in days:
         for path in sorted(day_report_dir(cfg, ds).glob("validation_*.json")):
             for table, result in json.loads(path.read_text()).items():
-                entry = verdicts.setdefault(table, {"passed": 0, "failed": []})
-                if result.get("success"):
-                    entry["passed"] += 1
-                else:
+                entry = verdicts.setdefault(table, {"passed": 0, "failed": [], "warned": []})
+                # Files written before "critical" was recorded: an unmet expectation counts as a failure.
+                critical = result.get("critical", 0 if result.get("success") else 1)
+                if critical:
                     entry["failed"].append(ds.isoformat())
+                    continue
+                entry["passed"] += 1
+                if result.get("warnings"):
+                    entry["warned"].append(ds.isoformat())
     return verdicts
 
 
@@ -103,11 +108,15 @@ def render(summary: dict[str, Any], config_args: str = "") -> str:
     lines += [f"  {name:<{width}} {n:>10,}" for name, n in summary["tables"].items()] or ["  (none)"]
     quality = summary["quality"]
     failed = {t: v["failed"] for t, v in quality.items() if v["failed"]}
+    warned = {t: v.get("warned", []) for t, v in quality.items() if v.get("warned")}
+    n_warned = sum(len(w) for w in warned.values())
     lines.append(
         f"Data quality: {sum(v['passed'] for v in quality.values())} checkpoint(s) passed over "
-        f"{len(summary['days'])} day(s), {sum(len(f) for f in failed.values())} failed"
-    )
+        f"{len(summary['days'])} day(s)" + (f" ({n_warned} with warnings)" if n_warned else "")
+        + f", {sum(len(f) for f in failed.values())} failed"
+    )  # fmt: skip
     lines += [f"  FAILED {t}: {', '.join(days)}" for t, days in failed.items()]
+    lines += [f"  warnings {t}: {', '.join(days)} (Data Docs has the details)" for t, days in warned.items()]
     champ = summary["champion"]
     if champ:
         lines.append(f"Champion: {champ['version']}  {_metrics(champ.get('metrics') or {})}")

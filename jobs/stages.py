@@ -164,16 +164,31 @@ def training_examples(ds: str, run_conf: dict | None = None) -> dict:
 
 def validate(tables: list[str], ds: str, run_conf: dict | None = None) -> dict:
     """Run the GX checkpoint of each table for ``ds``; raises on a critical failure."""
+    from expectations.validate import DataQualityError
     from expectations.validate import validate as run_validation
     from jobs.spark import get_spark
 
     cfg = settings_for_run(run_conf)
     spark = get_spark(cfg)
-    results = {}
-    for table in tables:
-        report = run_validation(spark, cfg, table, _day(ds))
-        results[table] = {"success": report.success, "rows": report.row_count, "failures": len(report.failures)}
-    write_stage_json(cfg, _day(ds), f"validation_{'_'.join(tables)}", results)
+    results: dict[str, dict] = {}
+
+    def record(report) -> None:
+        results[report.table] = {
+            "success": report.success,  # GX's: every expectation met, warnings included
+            "rows": report.row_count,
+            "failures": len(report.failures),
+            "critical": len(report.critical),
+            "warnings": len(report.warnings),
+        }
+
+    try:
+        for table in tables:
+            record(run_validation(spark, cfg, table, _day(ds)))
+    except DataQualityError as error:  # the verdict is kept for the run summary, then the task fails
+        record(error.report)
+        raise
+    finally:
+        write_stage_json(cfg, _day(ds), f"validation_{'_'.join(tables)}", results)
     return results
 
 

@@ -64,14 +64,23 @@ def test_summary_lists_every_delta_table_and_the_quality_verdicts(tmp_path):
     days = [date(2026, 10, 1), date(2026, 10, 2)]
     write_stage_json(cfg, days[0], "validation_events", {"events": {"success": True}})
     write_stage_json(cfg, days[1], "validation_events", {"events": {"success": False, "failures": 2}})
+    # Only warning-level expectations unmet: the checkpoint passed, with warnings, not "FAILED".
+    write_stage_json(
+        cfg, days[1], "validation_item_sids", {"item_sids": {"success": False, "critical": 0, "warnings": 1}}
+    )
     verdicts = run_summary.quality_verdicts(cfg, days)
-    assert verdicts == {"events": {"passed": 1, "failed": ["2026-10-02"]}}
+    assert verdicts == {
+        "events": {"passed": 1, "failed": ["2026-10-02"], "warned": []},
+        "item_sids": {"passed": 1, "failed": [], "warned": ["2026-10-02"]},
+    }
     text = run_summary.render(
         {"days": ["2026-10-01", "2026-10-02"], "tables": {"bronze.events": 12}, "quality": verdicts,
          "champion": {"version": "v0002", "metrics": {"recall@10": 0.25}}, "user": "u7",
          "report": "r/index.html", "data_docs": "d/index.html"}, "--config tiny",
     )  # fmt: skip
     assert "bronze.events" in text and "12" in text and "FAILED events: 2026-10-02" in text
+    assert "2 checkpoint(s) passed over 2 day(s) (1 with warnings), 1 failed" in text
+    assert "warnings item_sids: 2026-10-02" in text and "FAILED item_sids" not in text
     assert "Champion: v0002  recall@10 0.2500" in text
     assert "python -m features.lookup --user u7 --config tiny" in text
     assert "python -m serving.recommend --user u7 --config tiny" in text

@@ -202,6 +202,35 @@ def test_cli_exits_1_on_critical_failure(monkeypatch, capsys):
     assert "FAILED" in capsys.readouterr().out
 
 
+def test_stage_keeps_every_verdict_when_a_critical_failure_stops_it(monkeypatch, tmp_path):
+    """The stage JSON (what the run summary and report read) is written before the task fails."""
+    import json
+
+    import expectations.validate as module
+    from expectations.report import DataQualityError, ValidationReport
+    from jobs import stages
+
+    warning = {"expectation": "expect_w", "column": "c", "severity": "warning", "observed": {}, "expected": {}}
+    critical = {**warning, "expectation": "expect_x", "severity": "critical"}
+
+    def fake(spark, cfg, table, ds):
+        if table == "items":
+            raise DataQualityError(ValidationReport("items", "bronze_items", ds, False, 4, [critical, warning]))
+        return ValidationReport(table, f"bronze_{table}", ds, False, 3, [warning])
+
+    monkeypatch.setattr(module, "validate", fake)
+    monkeypatch.setattr("jobs.spark.get_spark", lambda cfg: None)
+    conf = {"config": "tiny", "set": [f"home={tmp_path}"]}
+    with pytest.raises(DataQualityError):
+        stages.validate(["events", "items", "users"], DS.isoformat(), conf)
+
+    written = json.loads(next((tmp_path / "reports").rglob("validation_events_items_users.json")).read_text())
+    assert written == {
+        "events": {"success": False, "rows": 3, "failures": 1, "critical": 0, "warnings": 1},
+        "items": {"success": False, "rows": 4, "failures": 2, "critical": 1, "warnings": 1},
+    }  # users never ran: the critical failure stopped the task
+
+
 # ---- sequences -----------------------------------------------------------------
 
 

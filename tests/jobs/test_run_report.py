@@ -16,6 +16,7 @@ def _data() -> dict:
         "stages": {
             "ingest": {"events": {"raw": 12, "accepted": 10, "quarantined": 2}},
             "validation_events": {"events": {"success": True}, "items": {"success": False, "failures": 3}},
+            "validation_item_sids": {"item_sids": {"success": False, "failures": 1, "critical": 0, "warnings": 1}},
         },
         "tables": {"bronze.events[ds]": 10},
         "events_per_day": [["2026-10-01", 8], ["2026-10-02", 10]],
@@ -57,6 +58,7 @@ def test_page_escapes_raw_text_and_shows_counts_and_verdicts():
     assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
     assert '<p id="accounting">12 raw rows = 10 accepted + 2 quarantined</p>' in page
     assert "<td>items</td><td class=n>FAILED (3 failures)</td>" in page
+    assert "<td>item_sids</td><td class=n>passed with 1 warning(s)</td>" in page
     assert "part-0.csv:4" in page and "/raw/ds=" not in page
     assert 'alt="sequence_lengths"' in page and 'alt="events_per_day"' in page
     assert "no codebook yet" in page and "no model stages ran" in page
