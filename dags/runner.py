@@ -23,7 +23,7 @@ summary of what it built (dags/console.py, jobs/run_summary.py).
 ``backfill --bulk`` (an empty lake only; it refuses a lake that holds any of its tables)
 builds the range's data tables in one Spark pass per stage (jobs/backfill.py: the same tables
 as a day-by-day replay), then runs ``onerec_daily`` once on the last day: its data tasks
-rewrite that day with the same rows, and the item side, Feast, the validations, the models
+are skipped (the pass wrote that day; run conf ``bulk``, jobs.stages._written_by_bulk), and the item side, Feast, the validations, the models
 and the report run once, as of the last day.
 """
 
@@ -331,7 +331,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.bulk:
             days = [_bulk(cfg, overrides, args, console)]
         console.say(f"{args.dag}: {len(days)} day(s), {min(days)} .. {max(days)}")
-        results = run_days(cfg, days, run_conf, args.dag, console)
+        # Right after a bulk pass, the daily run skips the data stages the pass wrote for END
+        # (jobs.stages._written_by_bulk): the same rows again would cost a minute for nothing.
+        daily_conf = {**run_conf, "bulk": {"start": str(args.start), "end": str(args.end)}} if args.bulk else run_conf
+        results = run_days(cfg, days, daily_conf, args.dag, console)
         ok = len(results) == len(days) and all("success" in s for _, s in results)
         if ok and args.bulk:
             _bulk_online(run_conf, args.end, console)

@@ -50,6 +50,44 @@ def _tags_commits(stage: Callable[..., dict]) -> Callable[..., dict]:
     return tagged
 
 
+def _written_by_bulk(stage: Callable[..., dict]) -> Callable[..., dict]:
+    """Skip a data stage on the last day of a bulk backfill that just wrote it.
+
+    ``dags.runner`` runs ``onerec_daily`` once on END after ``jobs.backfill`` and says so in
+    the run conf (``bulk``: the range). The bulk pass wrote END's rows of this stage (tested
+    equal to the daily stage's, tests/jobs/test_backfill.py), so running the stage again would
+    rewrite the same rows; instead its books for the range (``backfill.json``) become the stage's
+    JSON, which the run report reads. Without that conf or that file the stage runs as always.
+    """
+
+    @functools.wraps(stage)
+    def maybe(ds: str, run_conf: dict | None = None, *args: Any, **kwargs: Any) -> dict:
+        books = bulk_books(run_conf, ds, stage.__name__)
+        if books is None:
+            return stage(ds, run_conf, *args, **kwargs)
+        cfg, day = settings_for_run(run_conf), _day(ds)
+        payload = {**books, "written_by": f"bulk backfill {run_conf['bulk']['start']}..{day}"}
+        write_stage_json(cfg, day, stage.__name__, payload)
+        log.info("%s ds=%s skipped: %s wrote it", stage.__name__, day, payload["written_by"])
+        return {"ds": day.isoformat(), "skipped": payload["written_by"]}
+
+    return maybe
+
+
+def bulk_books(run_conf: dict | None, ds: str | date, stage: str) -> dict | None:
+    """The bulk pass's books of ``stage`` when this run is the daily run right after it on ``ds``."""
+    from jobs.stage_report import day_report_dir
+
+    bulk = (run_conf or {}).get("bulk") or {}
+    if bulk.get("end") != _day(ds).isoformat():
+        return None
+    path = day_report_dir(settings_for_run(run_conf), _day(ds)) / "backfill.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get(stage)
+
+
+@_written_by_bulk
 @_tags_commits
 def ingest(ds: str, run_conf: dict | None = None) -> dict:
     """Raw files of ``ds`` -> bronze events/items/users + quarantine."""
@@ -58,6 +96,7 @@ def ingest(ds: str, run_conf: dict | None = None) -> dict:
     return job.run(settings_for_run(run_conf), _day(ds))
 
 
+@_written_by_bulk
 @_tags_commits
 def sequences(ds: str, run_conf: dict | None = None) -> dict:
     """bronze.events[ds] -> silver.user_events[ds] + silver.user_state (MERGE) -> gold.user_features[ds]."""
@@ -66,6 +105,7 @@ def sequences(ds: str, run_conf: dict | None = None) -> dict:
     return job.run(settings_for_run(run_conf), _day(ds))
 
 
+@_written_by_bulk
 @_tags_commits
 def item_pairs(ds: str, run_conf: dict | None = None) -> dict:
     """silver.user_events (trailing window) -> gold.item_pairs[ds] (Swing / cosine, top-k per item)."""
@@ -123,6 +163,7 @@ def lifelong(ds: str, run_conf: dict | None = None) -> dict:
     return job.run(settings_for_run(run_conf), _day(ds))
 
 
+@_written_by_bulk
 @_tags_commits
 def item_stats(ds: str, run_conf: dict | None = None) -> dict:
     """bronze.events[ds] + the running totals -> gold.item_stats[ds] for the items with events on ``ds``."""
@@ -159,7 +200,14 @@ def training_examples(ds: str, run_conf: dict | None = None) -> dict:
     """History as of ``ds`` -> gold.training_examples[protocol, ds]."""
     from jobs import training_examples as job
 
-    return job.run(settings_for_run(run_conf), _day(ds))
+    cfg, day = settings_for_run(run_conf), _day(ds)
+    if bulk_books(run_conf, day, "training_examples") is not None:  # the bulk pass wrote the examples
+        if not cfg.model.pathways.from_feature_store:
+            return {"ds": day.isoformat(), "skipped": "written by the bulk backfill"}
+        from jobs import training_features
+
+        return {"ds": day.isoformat(), "features": training_features.run(cfg, day)["rows"]}
+    return job.run(cfg, day)
 
 
 def validate(tables: list[str], ds: str, run_conf: dict | None = None) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pytest
@@ -54,3 +55,53 @@ def test_a_model_from_a_later_day_does_not_count_for_a_backfill(run_conf, full_r
     _write_version(run_conf, date(2026, 10, 9))
     stages.item_alignment(DS.isoformat(), run_conf)
     assert full_runs == [(DS, "full")]
+
+
+# ---- the daily run right after a bulk backfill ------------------------------------------
+@pytest.fixture
+def bulk_books(run_conf):
+    """backfill.json of a bulk pass 2026-10-01..DS, as jobs.backfill.run writes it."""
+    from jobs.stage_report import write_stage_json
+
+    books = {"ingest": {"events": {"raw": 12, "accepted": 10, "quarantined": 2}}, "sequences": {"user_days": 7},
+             "item_pairs": {"rows": 30}, "item_stats": {"item_days": 9}, "training_examples": {"next_day": 4}}  # fmt: skip
+    write_stage_json(stages.settings_for_run(run_conf), DS, "backfill", {"start": "2026-10-01", **books})
+    return books
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """The data jobs the stages would run, recorded instead of run (no Spark)."""
+    import contextlib
+
+    from jobs import delta, ingest, item_pairs, item_stats, sequences, training_examples, training_features
+
+    calls = []
+    for module in (ingest, sequences, item_pairs, item_stats, training_examples, training_features):
+        name = module.__name__.rsplit(".", 1)[1]
+        monkeypatch.setattr(module, "run", lambda cfg, ds, *a, _n=name, **k: calls.append(_n) or {"rows": _n})
+    monkeypatch.setattr("jobs.spark.get_spark", lambda cfg: None)
+    monkeypatch.setattr(delta, "commit_tag", lambda spark, tag: contextlib.nullcontext())
+    return calls
+
+
+def test_the_day_a_bulk_pass_wrote_skips_its_data_stages_and_keeps_their_books(run_conf, bulk_books, ran):
+    from jobs.stage_report import day_report_dir
+
+    conf = {**run_conf, "bulk": {"start": "2026-10-01", "end": DS.isoformat()}}
+    for stage in (stages.ingest, stages.sequences, stages.item_pairs, stages.item_stats):
+        out = stages.__dict__[stage.__name__](DS.isoformat(), conf)
+        assert out == {"ds": DS.isoformat(), "skipped": f"bulk backfill 2026-10-01..{DS}"}
+    # training_examples: the examples are the bulk pass's; only their feature-store rows are built
+    assert stages.training_examples(DS.isoformat(), conf) == {"ds": DS.isoformat(), "features": "training_features"}
+    assert ran == ["training_features"]
+    written = json.loads((day_report_dir(stages.settings_for_run(run_conf), DS) / "ingest.json").read_text())
+    assert written["events"] == bulk_books["ingest"]["events"] and written["written_by"].startswith("bulk backfill")
+
+
+def test_other_days_and_runs_without_the_bulk_conf_run_every_stage(run_conf, bulk_books, ran):
+    other = {**run_conf, "bulk": {"start": "2026-10-01", "end": "2026-10-07"}}  # a different END
+    for conf in (run_conf, other):
+        stages.ingest(DS.isoformat(), conf)
+        stages.training_examples(DS.isoformat(), conf)
+    assert ran == ["ingest", "training_examples"] * 2  # training_examples.run builds its features itself
