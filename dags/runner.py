@@ -286,20 +286,6 @@ def _lake_has_data(cfg: Settings) -> bool:
     return bool(backfill.existing_tables(get_spark(cfg), cfg))
 
 
-def _bulk_online(run_conf: dict, end: date, console: QuietConsole) -> None:
-    """After ``backfill --bulk``: every user's and item's latest row online, not only END's.
-
-    The one DAG run materialised the rows of END; a day-by-day replay would have put every
-    earlier day's entities online too, so the bulk path writes each entity's latest state as
-    of END (Feast ``materialize`` over the views' TTL, ``jobs.feature_store.materialize`` full).
-    """
-    from jobs import feature_store
-    from jobs.stages import settings_for_run
-
-    report = feature_store.materialize(settings_for_run(run_conf), end, full=True)
-    console.say(f"online store: {report['rows']} entity rows as of {end} (every entity's latest)")
-
-
 def main(argv: list[str] | None = None) -> None:
     from jobs.cli import settings_from_args, setup_logging
 
@@ -336,8 +322,6 @@ def main(argv: list[str] | None = None) -> None:
         daily_conf = {**run_conf, "bulk": {"start": str(args.start), "end": str(args.end)}} if args.bulk else run_conf
         results = run_days(cfg, days, daily_conf, args.dag, console)
         ok = len(results) == len(days) and all("success" in s for _, s in results)
-        if ok and args.bulk:
-            _bulk_online(run_conf, args.end, console)
         if ok and args.weekly and args.dag == DAG_ID:
             weekly = run_days(cfg, [max(days)], run_conf, WEEKLY_DAG_ID, console)
             ok = all("success" in s for _, s in weekly)

@@ -28,10 +28,10 @@ against a day-by-day run of the same days (order-free checksums).
 What it does not do: the item side and the models depend on the day's model versions, not
 only on the data. ``dags.runner backfill --bulk`` therefore runs ``onerec_daily`` once on the
 last day after this pass: its data tasks skip that day, which this pass wrote (run conf ``bulk``,
-``jobs.stages._written_by_bulk``; running them would rewrite the same rows), and item alignment/embeddings, semantic IDs, lifelong compression, Feast, the
-validations, training, alignment, promotion and the report run once, as of the last day
-(``gold.user_lifelong_compressed`` holds that day only); then every entity's latest row is
-materialised online (a replay leaves them there). It refuses a lake that holds any of
+``jobs.stages._written_by_bulk``; running them would rewrite the same rows), and item
+alignment/embeddings, semantic IDs, lifelong compression, Feast, the validations, training, alignment, promotion and the report run once, as of the last day
+(``gold.user_lifelong_compressed`` holds that day only); its ``feast_materialize`` puts every
+entity's latest row online, not only that day's (a replay leaves them there). It refuses a lake that holds any of
 the tables it writes: on a lake with history, replay day by day (``make backfill``).
 """
 

@@ -290,8 +290,11 @@ def materialized_through(cfg: Settings) -> date | None:
     return latest_end.date() - timedelta(days=1)  # a day's window ends at the midnight after it
 
 
-def materialize_day(cfg: Settings, ds: date) -> dict:
+def materialize_day(cfg: Settings, ds: date, full: bool = False) -> dict:
     """The DAG's step: materialise ``ds`` and check online == lake, unless a later day is online.
+
+    ``full``: every entity's latest row as of ``ds`` (the views' TTL), not only ``ds``'s: the
+    daily run right after a bulk backfill, whose earlier days were never materialised one by one.
 
     The online store holds the newest state. Re-running or backfilling an earlier day
     must not put older values back (SQLite keeps the last write), so such a run leaves
@@ -301,7 +304,7 @@ def materialize_day(cfg: Settings, ds: date) -> dict:
     if latest is not None and ds < latest:
         log.info("materialise ds=%s skipped: the online store already holds %s (newer)", ds, latest)
         return {"ds": ds.isoformat(), "skipped": f"online store already holds {latest.isoformat()}"}
-    report = materialize(cfg, ds)
+    report = materialize(cfg, ds, full=full)
     report["check"] = check_online(cfg, ds)
     return report
 

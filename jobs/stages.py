@@ -188,10 +188,14 @@ def feast_apply(ds: str, run_conf: dict | None = None) -> dict:
 
 
 def feast_materialize(ds: str, run_conf: dict | None = None) -> dict:
-    """Materialise the day into the online store and check online == gold (skipped for days older than online)."""
+    """Materialise the day into the online store and check online == gold (skipped for days older than online;
+    every entity's latest row on the day a bulk backfill ends)."""
     from jobs import feature_store
 
-    report = feature_store.materialize_day(settings_for_run(run_conf), _day(ds))
+    # Right after a bulk backfill (run conf ``bulk``) the earlier days' entities are not online yet:
+    # every entity's latest row as of the day goes online, as a day-by-day replay would leave it.
+    full = bulk_books(run_conf, ds, "ingest") is not None
+    report = feature_store.materialize_day(settings_for_run(run_conf), _day(ds), full=full)
     return json.loads(json.dumps(report, default=str))
 
 

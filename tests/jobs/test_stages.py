@@ -105,3 +105,13 @@ def test_other_days_and_runs_without_the_bulk_conf_run_every_stage(run_conf, bul
         stages.ingest(DS.isoformat(), conf)
         stages.training_examples(DS.isoformat(), conf)
     assert ran == ["ingest", "training_examples"] * 2  # training_examples.run builds its features itself
+
+
+def test_the_daily_run_after_a_bulk_pass_puts_every_entity_online(run_conf, bulk_books, monkeypatch):
+    from jobs import feature_store
+
+    calls = []
+    monkeypatch.setattr(feature_store, "materialize_day", lambda cfg, ds, full=False: calls.append((ds, full)) or {})
+    stages.feast_materialize(DS.isoformat(), {**run_conf, "bulk": {"start": "2026-10-01", "end": DS.isoformat()}})
+    stages.feast_materialize(DS.isoformat(), run_conf)
+    assert calls == [(DS, True), (DS, False)]  # the whole TTL window after the pass; the day's rows otherwise
