@@ -9,8 +9,8 @@ Z-order, deletion-vector purge, VACUUM: jobs/maintenance.py) -> report.
 
 Between weekly runs ``onerec_daily`` only encodes new items with the current codebook,
 so existing items keep their IDs; this DAG is where IDs may move, and the mapping
-table says how. ``item_pairs`` is recomputed for the day (idempotent: the same rows
-as the daily run's) so the retrain never reads a missing partition. Scheduled
+table says how. ``item_pairs`` is computed for the day when the daily run has not
+written it yet (the same rows as the daily run's), so the retrain never reads a missing partition. Scheduled
 ``@weekly``; trigger it by hand for any day with
 ``python -m dags.runner run --dag onerec_codebook_weekly --ds <day>``.
 """
@@ -41,8 +41,8 @@ DEFAULT_ARGS = default_args(timedelta(minutes=1))
 def onerec_codebook_weekly():
     @task(outlets=[table_asset("item_pairs")])
     def item_pairs(ds=None, dag_run=None):
-        """Co-engagement pairs of the day (the alignment's training signal)."""
-        return stages.item_pairs(ds, dag_run.conf)
+        """Co-engagement pairs of the day (the alignment's training signal), unless the daily run wrote them."""
+        return stages.item_pairs(ds, dag_run.conf, if_missing=True)
 
     @task(retries=0)
     def validate_item_pairs(ds=None, dag_run=None):

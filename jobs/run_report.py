@@ -79,9 +79,15 @@ def collect(cfg: Settings, ds: date) -> dict:
     feats = _read(spark, cfg, "user_features").where(F.col("ds") == day)
     # Counts only: (length, users) per distinct length, bounded by the caps, not by the user base.
     sizes = {"short": "short_item_ids", "positive": "positive_item_ids", "lifelong": "lifelong_item_ids"}
+    # One job for the three: (sequence, length) pairs, counted.
+    lengths = feats.select(
+        F.explode(
+            F.array(*[F.struct(F.lit(name).alias("name"), F.size(col).alias("n")) for name, col in sizes.items()])
+        )
+    ).select("col.*")
+    counted = lengths.groupBy("name", "n").count().collect()
     data["sequence_lengths"] = {
-        name: sorted([int(r["n"]), int(r["count"])] for r in feats.groupBy(F.size(col).alias("n")).count().collect())
-        for name, col in sizes.items()
+        name: sorted([int(r["n"]), int(r["count"])] for r in counted if r["name"] == name) for name in sizes
     }
     n_features = sum(users for _, users in data["sequence_lengths"]["short"])
     data["tables"] = {

@@ -107,11 +107,26 @@ def sequences(ds: str, run_conf: dict | None = None) -> dict:
 
 @_written_by_bulk
 @_tags_commits
-def item_pairs(ds: str, run_conf: dict | None = None) -> dict:
-    """silver.user_events (trailing window) -> gold.item_pairs[ds] (Swing / cosine, top-k per item)."""
-    from jobs import item_pairs as job
+def item_pairs(ds: str, run_conf: dict | None = None, if_missing: bool = False) -> dict:
+    """silver.user_events (trailing window) -> gold.item_pairs[ds] (Swing / cosine, top-k per item).
 
-    return job.run(settings_for_run(run_conf), _day(ds))
+    ``if_missing`` (the weekly DAG): keep the day's partition when the daily run already wrote it;
+    the daily run owns it (a re-run of the day rewrites it), the weekly only needs it to exist.
+    """
+    from pyspark.sql import functions as F
+
+    from jobs import delta
+    from jobs import item_pairs as job
+    from jobs.spark import get_spark
+
+    cfg, day = settings_for_run(run_conf), _day(ds)
+    path = cfg.table_path("item_pairs")
+    if if_missing and delta.exists(get_spark(cfg), path):
+        rows = delta.read(get_spark(cfg), path).where(F.col("ds") == F.lit(day).cast("date")).count()
+        if rows:
+            log.info("item_pairs ds=%s skipped: the partition holds %d rows (the daily run wrote it)", day, rows)
+            return {"ds": day.isoformat(), "skipped": f"the daily run wrote the partition ({rows} rows)"}
+    return job.run(cfg, day)
 
 
 @_tags_commits

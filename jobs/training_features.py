@@ -66,15 +66,24 @@ def retrieve(store, entities: DataFrame, service: str) -> DataFrame:
     return job.to_spark_df()
 
 
-def build(spark: SparkSession, cfg: Settings, store, protocol: str, ds: date) -> DataFrame:
-    """The ``gold.training_features`` rows of ``protocol`` and ``ds`` (lazy)."""
-    service = cfg.model.pathways.train_service
+def day_examples(spark: SparkSession, cfg: Settings, ds: date) -> DataFrame:
+    """Every protocol's ``gold.training_examples`` rows of ``ds``."""
     examples = delta.read(spark, cfg.table_path("training_examples"), TRAINING_EXAMPLES)
-    examples = examples.where((F.col("protocol") == protocol) & (F.col("ds") == F.lit(ds).cast("date")))
+    return examples.where(F.col("ds") == F.lit(ds).cast("date"))
+
+
+def features_at(spark: SparkSession, cfg: Settings, store, examples: DataFrame) -> DataFrame:
+    """The training service's features at every target time of ``examples`` (one Feast retrieval)."""
     entities = entity_rows(examples)
     if entities.isEmpty():  # Feast cannot time-range an empty entity frame: nothing to retrieve
-        return with_features(examples, spark.createDataFrame([], "user_id string, event_timestamp timestamp"), service)
-    return with_features(examples, retrieve(store, entities, service), service)
+        return spark.createDataFrame([], "user_id string, event_timestamp timestamp")
+    return retrieve(store, entities, cfg.model.pathways.train_service)
+
+
+def build(spark: SparkSession, cfg: Settings, store, protocol: str, ds: date) -> DataFrame:
+    """The ``gold.training_features`` rows of ``protocol`` and ``ds`` (lazy)."""
+    examples = day_examples(spark, cfg, ds).where(F.col("protocol") == protocol)
+    return with_features(examples, features_at(spark, cfg, store, examples), cfg.model.pathways.train_service)
 
 
 def _store(cfg: Settings):
@@ -96,19 +105,31 @@ def _store(cfg: Settings):
 
 def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
     """Write gold.training_features[protocol, ds] for every configured protocol."""
+    from pyspark import StorageLevel
+
     from jobs.spark import get_spark
 
     spark = spark or get_spark(cfg)
     store = _store(cfg)
+    service = cfg.model.pathways.train_service
     path, spec = cfg.table_path("training_features"), cfg.table("training_features")
+    # One point-in-time retrieval for every protocol's target times (Feast's query scans each view's
+    # source once per call), kept for the protocols' writes: the day's users only, not the history.
+    examples = day_examples(spark, cfg, ds)
+    features = features_at(spark, cfg, store, examples).persist(StorageLevel.MEMORY_AND_DISK)
     counts = {}
-    for protocol in cfg.training_examples.protocols:
-        where = f"protocol = '{protocol}' AND ds = {delta.date_literal(ds)}"
-        delta.overwrite_partition(build(spark, cfg, store, protocol, ds), path, spec.partition_by, where)
-        written = delta.read(spark, path).where(where)
-        counts[protocol] = {"rows": written.count(), "with_features": written.where("n_events IS NOT NULL").count()}
-        log.info("training_features ds=%s protocol=%s: %s", ds, protocol, counts[protocol])
-    return {"ds": ds.isoformat(), "service": cfg.model.pathways.train_service, "rows": counts}
+    try:
+        for protocol in cfg.training_examples.protocols:
+            where = f"protocol = '{protocol}' AND ds = {delta.date_literal(ds)}"
+            rows = with_features(examples.where(F.col("protocol") == protocol), features, service)
+            delta.overwrite_partition(rows, path, spec.partition_by, where)
+            written = delta.read(spark, path).where(where)
+            books = written.agg(F.count("*").alias("rows"), F.count("n_events").alias("with_features")).first()
+            counts[protocol] = {"rows": int(books["rows"]), "with_features": int(books["with_features"])}
+            log.info("training_features ds=%s protocol=%s: %s", ds, protocol, counts[protocol])
+    finally:
+        features.unpersist()
+    return {"ds": ds.isoformat(), "service": service, "rows": counts}
 
 
 def main(argv: list[str] | None = None) -> None:

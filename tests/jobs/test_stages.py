@@ -115,3 +115,20 @@ def test_the_daily_run_after_a_bulk_pass_puts_every_entity_online(run_conf, bulk
     stages.feast_materialize(DS.isoformat(), {**run_conf, "bulk": {"start": "2026-10-01", "end": DS.isoformat()}})
     stages.feast_materialize(DS.isoformat(), run_conf)
     assert calls == [(DS, True), (DS, False)]  # the whole TTL window after the pass; the day's rows otherwise
+
+
+def test_weekly_item_pairs_keep_the_partition_the_daily_run_wrote(run_conf, spark, monkeypatch):
+    from jobs import delta
+    from jobs import item_pairs as job
+
+    calls = []
+    monkeypatch.setattr(job, "run", lambda cfg, ds: calls.append(ds) or {"rows": 1})
+    cfg = stages.settings_for_run(run_conf)
+    rows = spark.createDataFrame([(DS, "i1", "i2", 0.5)], "ds date, item_id string, other_item_id string, score double")
+    delta.overwrite(rows, cfg.table_path("item_pairs"), ["ds"])
+
+    out = stages.item_pairs(DS.isoformat(), run_conf, if_missing=True)
+    assert out["skipped"] == "the daily run wrote the partition (1 rows)" and calls == []
+    stages.item_pairs("2026-10-09", run_conf, if_missing=True)  # no partition yet: computed
+    stages.item_pairs(DS.isoformat(), run_conf)  # the daily run always computes its day
+    assert calls == [date(2026, 10, 9), DS]
