@@ -355,8 +355,11 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, mode: str = 
     todo = catalogue
     if mode == "incremental":
         todo = select_to_embed(catalogue, existing, sym.select(F.col("a").alias("item_id")).distinct())
+    # Counted before the text encoder: a day without new, changed or newly-warm items starts no
+    # Python worker for it.
+    todo = todo.persist()
+    n_todo = todo.count()
     content = with_content(todo, content_params(cfg)).persist()
-    n_todo = content.count()
     report = {"ds": ds.isoformat(), "mode": mode, "model_version": version, "table": out_path, "embedded": 0}
     if n_todo:
         beh, basis = _behaviour(spark, cfg, mode, sym, content, existing, vdir)
@@ -382,6 +385,7 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, mode: str = 
         report.update(aligner_sample=manifest.get("aligner_sample"), behaviour_basis_items=basis["items"])
     sym.unpersist()
     content.unpersist()
+    todo.unpersist()
     log.info(
         "item_embeddings ds=%s mode=%s version=%s: embedded %d items into %s",
         ds, mode, version, report["embedded"], out_path,
