@@ -18,6 +18,7 @@ from bench.day_cost import (
     history_days,
     plan,
     sha256_dir,
+    tree_cpu_seconds,
 )
 from conf.settings import SampleSettings
 from jobs.sample_data import generate
@@ -54,6 +55,25 @@ def test_each_history_gets_its_days_and_the_same_day_file(tmp_path):
         copy_days(sample, tmp_path / "x", [date(2027, 1, 1)])
 
 
+def test_tree_cpu_seconds_counts_this_process_and_its_children():
+    import subprocess
+    import sys
+
+    before = tree_cpu_seconds()
+    sum(i * i for i in range(3_000_000))  # ~0.2 s of CPU here
+    child = subprocess.Popen([sys.executable, "-c", "sum(i * i for i in range(3_000_000)); input()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        import time
+
+        deadline = time.time() + 20
+        while tree_cpu_seconds() - before < 0.2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert tree_cpu_seconds() - before >= 0.2
+    finally:
+        child.communicate(b"\n")
+
+
 def _run(wall: float, **seconds: float) -> dict:
     tasks = [{"task_id": k, "state": "success", "seconds": v} for k, v in seconds.items()]
     return {"day": {"wall_s": wall, "groups": group_seconds(tasks), "tasks": tasks}}
@@ -72,5 +92,6 @@ def test_groups_and_comparison():
     assert cmp["group_ratios"]["data"] == round(55 / 30, 3) and cmp["group_ratios"]["item"] == 1.0
     assert [g["task"] for g in cmp["growth"][:2]] == ["sequences", "train"]
     assert cmp["growth"][0]["delta_s"] == 24.0 and cmp["growth"][0]["ratio"] == 2.2
+    assert cmp["cpu_ratio"] is None  # no CPU figures in these runs
     ok = compare({10: short, 90: _run(115.0, ingest=10.0)})
     assert ok["met"] and ok["over_target_pct"] == 0.0
