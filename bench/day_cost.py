@@ -284,6 +284,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work-dir", help="where the lakes go (default: a temp folder under $ONEREC_HOME/bench)")
     parser.add_argument("--out", help="JSON path (default <home>/reports/bench/day_cost.json)")
     parser.add_argument("--keep", action="store_true", help="keep the lakes")
+    parser.add_argument("--resume", metavar="WORK",
+                        help="a kept (or interrupted) run's folder: reuse its sample and finished histories")  # fmt: skip
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--day", help=argparse.SUPPRESS)
     parser.add_argument("--sample", help=argparse.SUPPRESS)
@@ -305,18 +307,27 @@ def main(argv: list[str] | None = None) -> None:
     )
     root = Path(args.work_dir or base.resolve("{home}/bench"))
     root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="day-cost-", dir=root))
+    work = Path(args.resume) if args.resume else Path(tempfile.mkdtemp(prefix="day-cost-", dir=root))
     up_start = uptime()
     print(f"uptime at start: {up_start}")
     t0 = time.time()
-    manifest = generate(sample_cfg, work / "sample")
+    if args.resume and (work / "sample" / "MANIFEST.json").exists():
+        manifest = json.loads((work / "sample" / "MANIFEST.json").read_text())
+        if manifest["settings"] != sample_cfg.model_dump(mode="json"):
+            raise SystemExit(f"{work}: its sample was made with other settings: {manifest['settings']}")
+    else:
+        manifest = generate(sample_cfg, work / "sample")
     print(f"sample: {manifest['interactions']} interactions over {n_days} days, {args.users} users, "
           f"{args.items} items; measured day {day} ({manifest['rows_per_day'][day.isoformat()]} rows)")  # fmt: skip
     runs: dict[int, dict] = {}
     for n in histories:
-        home = work / f"h{n}"
+        home, out = work / f"h{n}", work / f"h{n}.json"
+        if args.resume and out.exists():
+            runs[n] = json.loads(out.read_text())
+            print(f"\n== history {n} days: reused from {out} (day wall {runs[n]['day']['wall_s']}s)")
+            continue
+        shutil.rmtree(home, ignore_errors=True)  # an interrupted history starts again from an empty lake
         home.mkdir()
-        out = work / f"h{n}.json"
         cmd = [sys.executable, "-m", "bench.day_cost", "--child", str(n), "--day", day.isoformat(),
                "--sample", str(work / "sample"), "--child-out", str(out), "--config", args.config]  # fmt: skip
         cmd += [f"--set={s}" for s in args.set] + (["--warm-day"] if args.warm_day else [])
@@ -343,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
                "uptime_start": up_start, "uptime_end": up_end, "wall_s": round(time.time() - t0, 1)}  # fmt: skip
     out.write_text(json.dumps(payload, indent=2, default=str))
     print(f"-> {out}")
-    if not args.keep:
+    if not args.keep and not args.resume:
         shutil.rmtree(work, ignore_errors=True)
 
 
