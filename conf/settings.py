@@ -440,6 +440,8 @@ class MaintenanceSettings(_Frozen):
     purge_deletion_vectors: bool = True
     # VACUUM keeps files a version younger than this still needs: time travel (and a replay
     # reading an older version) works this far back. Delta refuses less than 168 h unless told.
+    # Delta 4 ignores VACUUM RETAIN n HOURS (n > 0): jobs/maintenance.py sets it as the table's
+    # delta.deletedFileRetentionDuration (and logRetentionDuration when above 30 days) first.
     vacuum_retention_hours: float = 168.0
 
 

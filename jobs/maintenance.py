@@ -15,7 +15,12 @@ each table of ``maintenance.tables`` that exists:
   (OPTIMIZE leaves large files alone), so readers stop merging them.
 * ``VACUUM`` deletes files no version younger than ``vacuum_retention_hours`` needs (default
   168 h: a week of time travel; Delta refuses less unless its check is turned off, which this
-  job does only when the config asks for less, and says so in the log).
+  job does only when the config asks for less, and says so in the log). Delta 4 ignores
+  ``VACUUM ... RETAIN n HOURS`` for any n but 0 ("set delta.deletedFileRetentionDuration") and
+  keeps the table's ``delta.deletedFileRetentionDuration`` (default 7 days) instead, so the job
+  first sets that property to the config's retention (only when it differs: no commit on a
+  re-run), and ``delta.logRetentionDuration`` to the same when it is longer than Delta's 30-day
+  default (time travel needs the log as long as the files).
 
 Figures per table (files and bytes before and after, files added/removed, deleted from storage,
 seconds) go to the day's stage JSON ``maintenance.json`` for the run report. Table content never
@@ -41,6 +46,9 @@ from jobs.stage_report import write_stage_json
 log = logging.getLogger(__name__)
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 DELTA_DEFAULT_RETENTION_HOURS = 168.0
+DELTA_DEFAULT_LOG_RETENTION_HOURS = 720.0  # delta.logRetentionDuration: 30 days
+FILE_RETENTION = "delta.deletedFileRetentionDuration"
+LOG_RETENTION = "delta.logRetentionDuration"
 
 
 def detail(spark: SparkSession, path: str) -> dict[str, int]:
@@ -55,6 +63,40 @@ def stored_files(path: str) -> int | None:
         return None
     root = Path(path.removeprefix("file:"))
     return sum(1 for p in root.rglob("*.parquet") if "_delta_log" not in p.parts)
+
+
+def interval(hours: float) -> str:
+    """A Delta interval property value for ``hours`` (whole hours, else seconds)."""
+    if hours < 0:
+        raise ValueError(f"retention must be >= 0 hours, got {hours}")
+    if float(hours).is_integer():
+        return f"interval {int(hours)} hours"
+    return f"interval {round(hours * 3600)} seconds"
+
+
+def retention_properties(hours: float) -> dict[str, str]:
+    """The table properties that make VACUUM keep ``hours`` of history (see the module doc)."""
+    props = {FILE_RETENTION: interval(hours)}
+    if hours > DELTA_DEFAULT_LOG_RETENTION_HOURS:
+        props[LOG_RETENTION] = interval(hours)
+    return props
+
+
+def table_properties(spark: SparkSession, path: str) -> dict[str, str]:
+    """The table's properties (DESCRIBE DETAIL: the Delta log, one row)."""
+    row = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").collect()[0]  # one row per table
+    return dict(row["properties"] or {})
+
+
+def set_retention(spark: SparkSession, path: str, hours: float) -> dict[str, str]:
+    """Set the retention properties where they differ (idempotent: no commit when they match);
+    returns the properties changed."""
+    current = table_properties(spark, path)
+    changed = {k: v for k, v in retention_properties(hours).items() if current.get(k) != v}
+    if changed:
+        pairs = ", ".join(f"'{k}'='{v}'" for k, v in changed.items())
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({pairs})")
+    return changed
 
 
 def _partition_filter(cfg: Settings, name: str, ds: date) -> str | None:
@@ -89,6 +131,7 @@ def maintain(spark: SparkSession, cfg: Settings, name: str, ds: date) -> dict:
         reorg = f"REORG TABLE delta.`{path}`" + (f" WHERE {where}" if where else "") + " APPLY (PURGE)"
         rows = spark.sql(reorg).collect()  # one summary row, like OPTIMIZE
         purged = int(rows[0]["metrics"]["numFilesRemoved"]) if rows and "metrics" in rows[0].__fields__ else 0
+    retention_set = set_retention(spark, path, m.vacuum_retention_hours)
     _vacuum(spark, table, m.vacuum_retention_hours)
     after = detail(spark, path)
     return {
@@ -102,6 +145,7 @@ def maintain(spark: SparkSession, cfg: Settings, name: str, ds: date) -> dict:
         "optimize_files_removed": int(metrics["numFilesRemoved"]),
         "optimize_files_added": int(metrics["numFilesAdded"]),
         "dv_files_purged": purged,
+        "retention_set": retention_set,
         "stored_files_before": on_disk,
         "stored_files_after": stored_files(path),
         "seconds": round(time.perf_counter() - t0, 2),
@@ -109,16 +153,23 @@ def maintain(spark: SparkSession, cfg: Settings, name: str, ds: date) -> dict:
 
 
 def _vacuum(spark: SparkSession, table, hours: float) -> None:
-    """VACUUM with ``hours`` of retention (Delta's safety check lifted only for less than its default)."""
+    """VACUUM with ``hours`` of retention (Delta's safety check lifted only for less than its default).
+
+    The table's ``delta.deletedFileRetentionDuration`` already says ``hours`` (:func:`set_retention`):
+    VACUUM without a retention uses it (Delta 4 ignores a RETAIN other than 0, with a warning).
+    """
     if hours >= DELTA_DEFAULT_RETENTION_HOURS:
-        table.vacuum(hours)
+        table.vacuum()
         return
     log.warning("VACUUM with %.1f h retention (< %.0f h): readers of older versions may fail", hours,
                 DELTA_DEFAULT_RETENTION_HOURS)  # fmt: skip
     previous = spark.conf.get(RETENTION_CHECK, "true")
     spark.conf.set(RETENTION_CHECK, "false")
     try:
-        table.vacuum(hours)
+        if hours == 0:
+            table.vacuum(0.0)  # the one RETAIN Delta 4 honours
+        else:
+            table.vacuum()
     finally:
         spark.conf.set(RETENTION_CHECK, previous)
 

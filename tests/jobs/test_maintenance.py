@@ -50,6 +50,25 @@ def test_optimize_compacts_purges_and_keeps_the_rows_vacuum_respects_retention(s
     # default retention (7 days): the replaced files stay, the old version is still readable
     assert fig["stored_files_after"] == fig["stored_files_before"] + fig["optimize_files_added"] > 1
     assert spark.read.format("delta").option("versionAsOf", 0).load(path).count() == 20
+    # Delta 4 ignores VACUUM RETAIN n HOURS (n > 0): the table property carries the retention
+    props = maintenance.table_properties(spark, path)
+    assert props[maintenance.FILE_RETENTION] == "interval 168 hours"
+    assert maintenance.LOG_RETENTION not in props  # Delta's 30 days already cover a week
+    assert fig["retention_set"] == {maintenance.FILE_RETENTION: "interval 168 hours"}
+    version = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()["version"]
+    rerun = maintenance.run(lake_cfg, DS, spark, tables=["user_items"])["tables"][0]
+    assert rerun["retention_set"] == {}  # idempotent: no ALTER when the property already says it
+    ops = [
+        r["operation"] for r in spark.sql(f"DESCRIBE HISTORY delta.`{path}`").where(f"version > {version}").collect()
+    ]
+    assert "SET TBLPROPERTIES" not in ops and _rows(spark, path) == rows
+    # a day replayed after maintenance (MERGE on the keys) still lands, the property stays
+    again_rows = spark.createDataFrame(
+        [("i0-1", "u1", date(2026, 9, 1))], "item_id string, user_id string, first_date date"
+    )
+    delta.merge_upsert(spark, again_rows, path, ["item_id", "user_id"])
+    assert _rows(spark, path) == rows
+    assert maintenance.table_properties(spark, path)[maintenance.FILE_RETENTION] == "interval 168 hours"
     saved = json.loads(
         (Path(lake_cfg.resolve(lake_cfg.reports_dir)) / "runs" / DS.isoformat() / "maintenance.json").read_text()
     )
@@ -61,5 +80,19 @@ def test_optimize_compacts_purges_and_keeps_the_rows_vacuum_respects_retention(s
     )
     again = maintenance.run(zero, DS, spark, tables=["user_items"])["tables"][0]
     assert again["stored_files_after"] == again["files_after"] == 1
+    assert again["retention_set"] == {maintenance.FILE_RETENTION: "interval 0 hours"}
+    assert maintenance.table_properties(spark, path)[maintenance.FILE_RETENTION] == "interval 0 hours"
     assert _rows(spark, path) == rows
     assert spark.conf.get(maintenance.RETENTION_CHECK) != "false"  # the safety check is back on
+
+
+def test_retention_properties_follow_the_config():
+    assert maintenance.interval(168.0) == "interval 168 hours"
+    assert maintenance.interval(0) == "interval 0 hours"
+    assert maintenance.interval(1.5) == "interval 5400 seconds"
+    assert maintenance.retention_properties(24) == {maintenance.FILE_RETENTION: "interval 24 hours"}
+    # longer than the log's 30 days: the log is kept as long as the files (time travel needs both)
+    assert maintenance.retention_properties(2160) == {
+        maintenance.FILE_RETENTION: "interval 2160 hours",
+        maintenance.LOG_RETENTION: "interval 2160 hours",
+    }
