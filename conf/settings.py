@@ -412,8 +412,9 @@ class ModelSettings(_Frozen):
 class MaintenanceSettings(_Frozen):
     """Weekly table maintenance (jobs/maintenance.py, run by onerec_codebook_weekly)."""
 
-    # Tables maintained at once (threads on one Spark session): each table's jobs are small and
-    # driver-bound. On the 2-core sample run the weekly maintenance took 37.9 s one table at a time.
+    # Tables maintained at once (threads on one Spark session; each table's jobs are small). On the
+    # 2-core sample (make run, quiet box) 34.5 s with 3 against 37.9 s one at a time (another run,
+    # loaded): there the cores are the limit; a cluster's executors have room for several tables.
     parallel_tables: int = 3
     tables: tuple[str, ...] = (
         "events",

@@ -197,8 +197,8 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, tables: list
         log.info("maintenance ds=%s %s: %s", ds, name, fig)
         return fig
 
-    # Tables are independent, and each one's OPTIMIZE/REORG/VACUUM is a chain of small Spark jobs
-    # that mostly wait on the driver and the file system: several tables at once keep the cores busy.
+    # Tables are independent, and each one's OPTIMIZE/REORG/VACUUM is a chain of small Spark jobs:
+    # several tables at once fill the executors that one table's small jobs leave idle.
     t0 = time.perf_counter()
     with _retention_check(spark, cfg.maintenance.vacuum_retention_hours):
         with ThreadPoolExecutor(max_workers=max(1, cfg.maintenance.parallel_tables)) as pool:
