@@ -61,7 +61,8 @@ def run_days(overrides: list[str], first: date, last: date, log: Path, timeout: 
     return time.time() - t0
 
 
-def run(root: Path, days: int = 2, celery: bool = True, compare: bool = True, preload: str = "spark") -> dict:
+def run(root: Path, days: int = 2, celery: bool = True, compare: bool = True, preload: str = "spark",
+        celery_timeout: float = 2400) -> dict:  # fmt: skip
     """Everything in the module docstring; returns the result dict (raises on a failed run)."""
     from tests.cluster.celery_day import CeleryDeployment
 
@@ -100,7 +101,7 @@ def run(root: Path, days: int = 2, celery: bool = True, compare: bool = True, pr
                 deployment.start()
                 timings["celery_start"] = round(time.time() - t0, 1)
                 t0 = time.time()
-                result["celery_run"] = deployment.run_day(last)
+                result["celery_run"] = deployment.run_day(last, timeout=celery_timeout)
                 timings["celery_day"] = round(time.time() - t0, 1)
             finally:
                 deployment.stop()
