@@ -32,7 +32,7 @@ from pathlib import Path
 
 from conf.settings import REPO_ROOT, load_settings
 from tests.cluster import services
-from tests.cluster.checksums import lake_checksums
+from tests.cluster.checksums import column_diff, lake_checksums
 from tests.cluster.services import CONFIG, Loopback, base_env
 
 
@@ -121,6 +121,11 @@ def run(root: Path, days: int = 2, celery: bool = True, compare: bool = True, pr
         result["local"] = lake_checksums(l_cfg)
         result["equal"] = result["cluster"] == result["local"]
         result["differ"] = sorted(t for t in result["local"] if result["cluster"][t] != result["local"][t])
+        if result["differ"]:  # which columns, while the S3 server still holds the cluster's lake
+            with _env(services.S3_ENV):
+                result["differ_columns"] = {t: column_diff(c_cfg, l_cfg, t) for t in result["differ"]
+                                            if not result["cluster"][t].get("absent")
+                                            and not result["local"][t].get("absent")}  # fmt: skip
         return result
     finally:
         cluster.stop()
