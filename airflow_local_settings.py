@@ -1,11 +1,16 @@
 """Airflow's local-settings hook: every Airflow process imports it at start-up (it is on PYTHONPATH).
 
-One compatibility shim, nothing else. ``apache-airflow-providers-celery`` 3.26.0 (the
+Two things, both inert unless their condition holds:
+
+1. A compatibility shim. ``apache-airflow-providers-celery`` 3.26.0 (the
 CeleryExecutor and ``airflow celery worker``) does ``from celery.backends.database import
 retry``, a decorator that celery 5.7 removed (its DatabaseBackend now retries by itself), so
 with the resolved celery 5.7.0 the scheduler and the worker fail on import. Until the
 provider drops the import (or requirements pin ``celery<5.7``), the old decorator is put
 back, only where the CeleryExecutor is configured and only if celery lacks it.
+2. ``ONEREC_WORKER_PRELOAD`` (``imports`` or ``spark``): an ``airflow celery worker`` imports the
+   stages, and may start the Spark session, once before it forks its task processes
+   (``jobs/worker_preload.py``; tests/cluster/celery_day.py sets it).
 """
 
 from __future__ import annotations
@@ -50,3 +55,8 @@ def _restore_celery_database_retry() -> None:
 
 
 _restore_celery_database_retry()
+
+if os.environ.get("ONEREC_WORKER_PRELOAD"):
+    from jobs import worker_preload
+
+    worker_preload.install()

@@ -202,6 +202,26 @@ def aligner_sample(pairs: DataFrame, max_pairs: int, max_items: int) -> tuple[pd
     return top, [str(i) for i in items]
 
 
+def _fit_aligner(cfg: Settings, x: np.ndarray, pairs: np.ndarray, acfg) -> tuple:
+    """``item_alignment.fit_and_evaluate`` with torch on ``model.threads`` threads, as the model stages use.
+
+    The summation order of CPU training follows the thread count, and the trained weights with
+    it (last bits, enough to move a 6th significant digit of an embedding). Without this the
+    count was whatever the process had: ``model.threads`` in one ``dag.test()`` process (the
+    model stages set it first), torch's default (the cores) in a task process of its own (Celery).
+    """
+    import torch
+
+    from models import item_alignment
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, cfg.model.threads))
+    try:
+        return item_alignment.fit_and_evaluate(x, pairs, acfg)
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_version(
     spark: SparkSession, cfg: Settings, vdir: Path, content: DataFrame, pairs: DataFrame, beh: dict
 ) -> dict:
@@ -232,7 +252,7 @@ def train_version(
         index = {k: i for i, k in enumerate(ids)}
         both = pairs[pairs["item_id"].isin(index) & pairs["other_item_id"].isin(index)]
         p = np.array([[index[a], index[b]] for a, b in zip(both["item_id"], both["other_item_id"], strict=True)])
-        model, report = item_alignment.fit_and_evaluate(x, p.reshape(-1, 2), acfg)
+        model, report = _fit_aligner(cfg, x, p.reshape(-1, 2), acfg)
         item_alignment.save(model, vdir / ALIGNER_DIR, metrics=report)
         manifest["alignment"] = report
         shared = [k for k in ids if k in beh["vectors"]]

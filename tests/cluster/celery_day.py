@@ -30,12 +30,12 @@ DAG_ID = "onerec_daily"
 class CeleryDeployment:
     """api-server + scheduler + dag-processor + celery worker on the loopback cluster's Redis and Postgres."""
 
-    def __init__(self, cluster: Loopback, home: Path, overrides: list[str]):
+    def __init__(self, cluster: Loopback, home: Path, overrides: list[str], preload: str = "spark"):
         from conf.settings import load_settings
 
         if cluster.postgres is None or not cluster.redis_port:
             raise ServiceError("the Celery deployment needs the cluster's Postgres and Redis")
-        self.cluster, self.home, self.overrides = cluster, home, overrides
+        self.cluster, self.home, self.overrides, self.preload = cluster, home, overrides, preload
         self.cfg = load_settings(CONFIG, overrides)
         self.api_port = free_port()
         env = {**base_env(), **airflow_env(self.cfg), "ONEREC_CONFIG": CONFIG, "ONEREC_HOME": str(home)}
@@ -49,6 +49,10 @@ class CeleryDeployment:
             # The first execution-API call of a task can take tens of seconds on a busy 2-core
             # machine (the api-server warms up); the default 5 s timeout would fail the task.
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "120",
+            # The supervisor waits up to this long between checks of its task process: a task that
+            # closes its sockets a moment before it is reaped was seen finished 5 s late (default 5),
+            # 5 s between two tasks. At 1 s the supervisor heartbeats the API once a second instead.
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.api_port),
@@ -67,6 +71,24 @@ class CeleryDeployment:
             "AIRFLOW__API__WORKERS": "1",
         })  # fmt: skip
         self.env = env
+
+    def worker_env(self) -> dict[str, str]:
+        """The Celery worker's environment: warmed once before it forks its tasks (jobs/worker_preload.py).
+
+        ``ONEREC_WORKER_PRELOAD`` (``self.preload``): ``spark`` imports the stages and starts one
+        Spark application in the worker, which every task process (a fork) uses; ``imports``
+        only imports; ``""`` leaves every task to import and start its own application. The
+        session is built from ``load_settings()``, so the run's overrides go in as
+        ``ONEREC__SECTION__KEY`` variables (the run conf repeats them for the tasks).
+        """
+        env = dict(self.env)
+        if self.preload:
+            env["ONEREC_WORKER_PRELOAD"] = self.preload
+            for item in self.overrides:
+                key, value = item.split("=", 1)
+                if key != "home":  # ONEREC_HOME is set
+                    env["ONEREC__" + key.upper().replace(".", "__")] = value
+        return env
 
     def _airflow(self, *args: str, timeout: float = 300) -> str:
         out = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, cwd=REPO_ROOT,
@@ -88,7 +110,8 @@ class CeleryDeployment:
         c._spawn("airflow-dag-processor", [sys.executable, "-m", "airflow", "dag-processor"], self.env)
         c._spawn("airflow-scheduler", [sys.executable, "-m", "airflow", "scheduler"], self.env)
         c._spawn("airflow-celery-worker", [sys.executable, "-m", "airflow", "celery", "worker", "--concurrency", "1",
-                                           "--without-mingle", "--without-gossip", "--skip-serve-logs"], self.env)  # fmt: skip
+                                           "--without-mingle", "--without-gossip", "--skip-serve-logs"],
+                 self.worker_env())  # fmt: skip
         deadline = time.time() + 300
         while not http_ok(f"http://127.0.0.1:{self.api_port}/api/v2/version"):
             self._check_alive()
@@ -145,12 +168,14 @@ class CeleryDeployment:
             self._check_alive()
             time.sleep(3)
         tasks = self._query(
-            "SELECT task_id, state, hostname, queue, pool FROM task_instance WHERE dag_id = %s AND run_id = %s",
+            "SELECT task_id, state, hostname, queue, pool, duration FROM task_instance"
+            " WHERE dag_id = %s AND run_id = %s ORDER BY start_date",
             (DAG_ID, run_id),
         )
         run_row = self._query("SELECT run_type, conf::text FROM dag_run WHERE run_id = %s", (run_id,))
         return {"run_id": run_id, "state": state, "run_type": run_row[0][0] if run_row else None,
-                "tasks": {t: {"state": s, "hostname": h, "queue": q, "pool": p} for t, s, h, q, p in tasks},
+                "tasks": {t: {"state": s, "hostname": h, "queue": q, "pool": p,
+                              "duration_s": round(d, 1) if d is not None else None} for t, s, h, q, p, d in tasks},
                 "executor_log": _tail(self.cluster.root / "logs" / "airflow-celery-worker.log", 2000)
                 if state != "success" else ""}  # fmt: skip
 

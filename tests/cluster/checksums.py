@@ -61,3 +61,35 @@ def table_checksum(cfg: Settings, table: str, digits: int = 6) -> dict[str, Any]
 def lake_checksums(cfg: Settings, digits: int = 6) -> dict[str, dict[str, Any]]:
     """Checksums of every table the config names."""
     return {name: table_checksum(cfg, name, digits) for name in sorted(DEFAULT_TABLES)}
+
+
+def column_diff(a: Settings, b: Settings, table: str, digits: int = 6) -> dict[str, Any]:
+    """Which columns of ``table`` differ between two lakes (order-free, per column), with one example each.
+
+    A diagnosis for a table whose whole checksum differs: rows are matched on the columns whose
+    checksums are equal, then the first differing value of each other column is shown.
+    """
+    from models.continual import read_delta
+
+    frames = [read_delta(c.table_path(table), storage_options=c.lake_storage_options()) for c in (a, b)]
+    homes = [c.resolve("{home}") for c in (a, b)]
+
+    def col_sum(df, col, home) -> str:
+        total = 0
+        for v in df[col]:
+            total = (total + int.from_bytes(hashlib.blake2b(_canon(v, digits, home).encode(), digest_size=8).digest(),
+                                            "big")) & MASK  # fmt: skip
+        return f"{total:016x}"
+
+    columns = sorted(set(frames[0].columns) & set(frames[1].columns))
+    differ = [c for c in columns if col_sum(frames[0], c, homes[0]) != col_sum(frames[1], c, homes[1])]
+    keys = [c for c in columns if c not in differ]
+    out: dict[str, Any] = {"differ": differ, "rows": [len(f) for f in frames]}
+    if keys and differ and len(frames[0]) == len(frames[1]):
+        canon = [f.assign(_k=f[keys].astype(str).agg("|".join, axis=1)).sort_values("_k") for f in frames]
+        for col in differ:
+            for x, y in zip(canon[0][col], canon[1][col], strict=True):
+                if _canon(x, digits, homes[0]) != _canon(y, digits, homes[1]):
+                    out[col] = [_canon(x, digits, homes[0])[:300], _canon(y, digits, homes[1])[:300]]
+                    break
+    return out

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from conf.settings import REPO_ROOT, load_settings
 from tests.cluster import services
-from tests.cluster.checksums import lake_checksums
+from tests.cluster.checksums import column_diff, lake_checksums
 from tests.cluster.services import CONFIG, Loopback, base_env
 
 
@@ -61,14 +61,16 @@ def run_days(overrides: list[str], first: date, last: date, log: Path, timeout: 
     return time.time() - t0
 
 
-def run(root: Path, days: int = 2, celery: bool = True, compare: bool = True) -> dict:
+def run(root: Path, days: int = 2, celery: bool = True, compare: bool = True, preload: str = "spark",
+        celery_timeout: float = 2400) -> dict:  # fmt: skip
     """Everything in the module docstring; returns the result dict (raises on a failed run)."""
     from tests.cluster.celery_day import CeleryDeployment
 
     cfg0 = load_settings(CONFIG)
     first = cfg0.sample.start_date
     last = first + timedelta(days=days - 1)
-    result: dict = {"days": [first.isoformat(), last.isoformat()], "celery": celery, "timings_s": {}}
+    result: dict = {"days": [first.isoformat(), last.isoformat()], "celery": celery, "timings_s": {},
+                    "preload": preload if celery else None}  # fmt: skip
     timings = result["timings_s"]
     cluster = Loopback(root=root)
     try:
@@ -93,13 +95,13 @@ def run(root: Path, days: int = 2, celery: bool = True, compare: bool = True) ->
         if dag_test_last >= first:  # with --days 1 and Celery, the one day goes through Celery
             timings["cluster_dag_test"] = round(run_days(c_over, first, dag_test_last, root / "cluster-runner.log"), 1)
         if celery:
-            deployment = CeleryDeployment(cluster, cluster_home, c_over)
+            deployment = CeleryDeployment(cluster, cluster_home, c_over, preload=preload)
             try:
                 t0 = time.time()
                 deployment.start()
                 timings["celery_start"] = round(time.time() - t0, 1)
                 t0 = time.time()
-                result["celery_run"] = deployment.run_day(last)
+                result["celery_run"] = deployment.run_day(last, timeout=celery_timeout)
                 timings["celery_day"] = round(time.time() - t0, 1)
             finally:
                 deployment.stop()
@@ -119,6 +121,11 @@ def run(root: Path, days: int = 2, celery: bool = True, compare: bool = True) ->
         result["local"] = lake_checksums(l_cfg)
         result["equal"] = result["cluster"] == result["local"]
         result["differ"] = sorted(t for t in result["local"] if result["cluster"][t] != result["local"][t])
+        if result["differ"]:  # which columns, while the S3 server still holds the cluster's lake
+            with _env(services.S3_ENV):
+                result["differ_columns"] = {t: column_diff(c_cfg, l_cfg, t) for t in result["differ"]
+                                            if not result["cluster"][t].get("absent")
+                                            and not result["local"][t].get("absent")}  # fmt: skip
         return result
     finally:
         cluster.stop()
@@ -151,13 +158,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--no-celery", action="store_true", help="every day through dag.test() (no Celery part)")
     parser.add_argument("--no-compare", action="store_true", help="skip the local[2] run and the checksums")
+    parser.add_argument(
+        "--preload",
+        choices=["spark", "imports", "none"],
+        default="spark",
+        help="what the Celery worker does before it forks its tasks (jobs/worker_preload.py): "
+        "import the stages and start the one Spark application they share (default), only "
+        "import, or nothing (each task imports and starts its own application)",
+    )
     parser.add_argument("--root", default=None, help="working folder (default: a new temp folder, kept)")
     args = parser.parse_args(argv)
     # SIGTERM (a CI timeout, kill PID) unwinds like Ctrl-C, so the servers are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = Path(args.root or tempfile.mkdtemp(prefix="onerec-cluster-"))
     root.mkdir(parents=True, exist_ok=True)
-    result = run(root, days=args.days, celery=not args.no_celery, compare=not args.no_compare)
+    preload = "" if args.preload == "none" else args.preload
+    result = run(root, days=args.days, celery=not args.no_celery, compare=not args.no_compare, preload=preload)
     print(json.dumps(result, default=str), flush=True)
     print(f"logs under {root}; tables equal: {result.get('equal')}; timings: {result['timings_s']}", file=sys.stderr)
     if not result.get("equal", True):
