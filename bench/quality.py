@@ -116,19 +116,35 @@ def text_vectors(texts: dict[int, str], n_items: int, dim: int = 64, seed: int =
     return (u * s).numpy()
 
 
+# Where each ID source's item vectors come from. Only ``sasrec`` borrows from a baseline model: a
+# generator on its IDs is reported as a labelled hybrid row, never as the headline OneRec row.
+SOURCES = {
+    "swing": "the pipeline's behaviour vectors (Swing item pairs -> spectral basis, train split)",
+    "ppmi": "PPMI co-occurrence SVD of the train split",
+    "text": "item text (TF-IDF SVD)",
+    "sasrec": "SASRec-CE's item table (borrowed from a baseline: hybrid)",
+}
+BORROWED = frozenset({"sasrec"})
+
+
 def make_codes(source: str, loo: data.LeaveOneOut, plan: Plan, sasrec: SASRec | None,
                texts: dict[int, str] | None) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
     """Semantic IDs ``(n_items + 1, L + 1)`` from one vector source, all fit on train only."""
+    extra: dict[str, Any] = {}
     if source == "sasrec":
         vectors = item_codes.sasrec_item_vectors(sasrec)
     elif source == "ppmi":
         vectors = item_codes.ppmi_item_vectors(loo.train, loo.n_items)
     elif source == "text":
         vectors = text_vectors(texts or {}, loo.n_items)
+    elif source == "swing":
+        from bench.quality_pipeline import swing_item_vectors  # pyspark: only for this source
+
+        vectors, extra = swing_item_vectors(loo.train, loo.n_items)
     else:
-        raise ValueError(f"unknown ID source {source!r}")
+        raise ValueError(f"unknown ID source {source!r} (one of {sorted(SOURCES)})")
     codes, _, _ = item_codes.semantic_ids(vectors, plan.sid_levels, plan.sid_codes)
-    return codes, item_codes.code_stats(codes)
+    return codes, {**item_codes.code_stats(codes), **extra}
 
 
 # --- training --------------------------------------------------------------------------------------
@@ -179,6 +195,36 @@ def _autocast(device: str, plan: Plan):
     return contextlib.nullcontext()
 
 
+def _score_test(task: OneRecTask, model: Any, plan: Plan, device: str) -> dict[str, Any]:
+    """Test metrics from one beam search: the generator's own order, and (under ``"generative"``
+    moved to the top by :func:`_generator_rows`) the item-head rerank where the plan asks for it."""
+    weight = plan.onerec_train.item_weight if plan.test_rerank_weight is None else plan.test_rerank_weight
+    if weight > 0 and plan.onerec.item_loss_weight > 0:
+        task.tc = dataclasses.replace(task.tc, item_weight=weight)
+    with _autocast(device, plan):
+        return task.evaluate(model, "test", beam_size=plan.onerec_train.test_beam_size or None)
+
+
+def _generator_rows(name: str, test: dict[str, Any], result: dict[str, Any], source: str,
+                    plan: Plan) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """``{name: the generator ranked by its own beam probabilities}``, plus
+    ``{name}_item_head_rerank`` (a labelled hybrid) when the same beam was also reranked."""
+    own = {**{k: v for k, v in test.items() if k.startswith("legal")}, **test.get("generative", test)}
+    borrowed = " [HYBRID: IDs borrowed from SASRec-CE]" if source in BORROWED else ""
+    common = {"valid": result["valid"], "sid_source": source, "ids_from": SOURCES[source],
+              "params": result["params"], "beam_size": plan.onerec_train.test_beam_size,
+              "architecture": plan.onerec.architecture, "per_position": plan.onerec.per_position,
+              "item_loss_weight": plan.onerec.item_loss_weight}  # fmt: skip
+    rows = {name: _row(own, result["wall_s"], **common, item_weight=0.0, _test=test,
+                       label=f"OneRec generator, constrained beam, own order; IDs: {SOURCES[source]}{borrowed}")}  # fmt: skip
+    if "generative" in test:
+        rows[f"{name}_item_head_rerank"] = _row(
+            test, result["wall_s"], **common, item_weight=test.get("item_weight"),
+            label=f"HYBRID: the same beam reranked by the dense item head (x{test.get('item_weight')}){borrowed}",
+        )  # fmt: skip
+    return rows
+
+
 # --- the benchmark ------------------------------------------------------------------------------------
 
 
@@ -215,7 +261,7 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
 
     sources = _sources(plan, ids, texts)
     candidates: dict[str, Any] = {}
-    best = None
+    best: dict[bool, tuple] = {}  # borrowed? -> (valid R@10, source, model, task, result)
     for source in sources:
         t0 = time.perf_counter()
         codes, stats = make_codes(source, loo, plan, sasrec, texts)
@@ -225,31 +271,31 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
         stage(f"train_onerec_{source}", t0)
         candidates[source] = {"valid": result["valid"], "codes": stats, "wall_s": round(result["wall_s"], 1)}
         score = result["valid"].get("recall@10", -1.0)
-        if best is None or score > best[0]:
-            best = (score, source, model, task, result)
+        kind = source in BORROWED
+        if kind not in best or score > best[kind][0]:
+            best[kind] = (score, source, model, task, result)
         if ids == "both" and not valid_only:  # side by side: each ID source's generator is reported on test too
             t0 = time.perf_counter()
-            with _autocast(device, plan):
-                test = task.evaluate(model, "test", beam_size=plan.onerec_train.test_beam_size or None)
+            test = _score_test(task, model, plan, device)
             stage(f"test_onerec_{source}", t0)
-            metrics[f"onerec_{source}"] = _row(test, result["wall_s"], valid=result["valid"], sid_source=source)
-    _, source, model, task, result = best
-    t0 = time.perf_counter()
-    if valid_only:
-        test = {}
-    elif ids == "both":  # already scored side by side
-        test = metrics[f"onerec_{source}"]
-    else:
-        with _autocast(device, plan):  # the generator chosen on valid (the choice never sees test)
-            test = task.evaluate(model, "test", beam_size=plan.onerec_train.test_beam_size or None)
-        stage("test_onerec", t0)
-    metrics["onerec"] = _row(test, result["wall_s"], valid=result["valid"], sid_source=source,
-                             params=result["params"], beam_size=plan.onerec_train.test_beam_size,
-                             item_weight=test.get("item_weight", 0.0), architecture=plan.onerec.architecture,
-                             per_position=plan.onerec.per_position)  # fmt: skip
-    if "generative" in test:  # the same beams in their own order: what the item head's rerank adds
-        metrics["onerec_beam_order"] = {**test["generative"], "item_weight": 0.0, "sid_source": source}
+            metrics.update(_generator_rows(f"onerec_{source}", test, result, source, plan))
     metrics["onerec_candidates"] = candidates
+    # The headline ``onerec`` row: the best on valid among IDs that borrow nothing from a baseline;
+    # a generator on borrowed IDs is its own labelled row (``onerec_<source>_ids``).
+    for borrowed, (_, source, model, task, result) in sorted(best.items()):
+        name = f"onerec_{source}_ids" if borrowed and False in best else "onerec"
+        t0 = time.perf_counter()
+        if valid_only:
+            test = {}
+        elif ids == "both":  # already scored side by side
+            test = metrics[f"onerec_{source}"]["_test"]
+        else:  # the generator chosen on valid (the choice never sees test)
+            test = _score_test(task, model, plan, device)
+            stage(f"test_{name}", t0)
+        metrics.update(_generator_rows(name, test, result, source, plan))
+    for row in metrics.values():
+        if isinstance(row, dict):
+            row.pop("_test", None)
     quality_report.write(out, metrics)
 
     t0 = time.perf_counter()
@@ -280,11 +326,22 @@ def scale_time(plan: Plan, factor: float) -> Plan:
 
 
 def _sources(plan: Plan, ids: str, texts: dict[int, str] | None) -> tuple[str, ...]:
+    """``behaviour``: the plan's sources; ``text``; ``both`` (text first, where items have text);
+    or a comma-separated list of source names (``swing,ppmi``)."""
+    if ids == "behaviour":
+        return plan.sid_sources
     if ids == "text":
         return ("text",)
-    if ids == "both" and texts:
-        return ("text", *plan.sid_sources)
-    return plan.sid_sources
+    if ids == "both":
+        return ("text", *plan.sid_sources) if texts else plan.sid_sources
+    named = tuple(s.strip() for s in ids.split(",") if s.strip())
+    unknown = sorted(set(named) - set(SOURCES))
+    if unknown or not named:
+        raise ValueError(f"--ids {ids!r}: unknown ID source(s) {unknown}; use behaviour, text, both or a "
+                         f"comma-separated list of {sorted(SOURCES)}")  # fmt: skip
+    if "text" in named and not texts:
+        raise ValueError(f"--ids {ids!r}: this dataset has no item text (amazon_json's *.item.json has)")
+    return named
 
 
 def _device_name(device: str) -> str:
@@ -297,12 +354,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder (or the sequence file)")
     p.add_argument("--format", default="amazon_seq", choices=["amazon_seq", "amazon_json"])
-    p.add_argument("--profile", choices=sorted(PLANS), help="default: gpu with --device cuda, else cpu")
+    p.add_argument("--profile", choices=sorted(PLANS),
+                   help="default: gpu_pipeline with --device cuda, else cpu_pipeline (bench/quality_plans.py)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="the quick profile (tests: seconds, tiny models)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--name", help="dataset name in the output path (default: the folder's name)")
-    p.add_argument("--ids", default="behaviour", choices=["behaviour", "text", "both"],
-                   help="semantic-ID sources: behaviour (SASRec items, PPMI), text, or both side by side")  # fmt: skip
+    p.add_argument("--ids", default="behaviour", metavar="behaviour|text|both|SOURCE[,SOURCE]",
+                   help="semantic-ID sources: behaviour (the profile's), text, both side by side, or named: "
+                   "swing (the pipeline's Swing pairs -> behaviour vectors), ppmi, text, sasrec (borrowed "
+                   "from SASRec-CE: reported as a hybrid row)")  # fmt: skip
     p.add_argument("--out", default="var/reports/quality")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--time-scale", type=float, default=1.0, help="multiply every model's time box (busy machines)")
@@ -318,7 +378,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     if torch.device(args.device).type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    profile = "quick" if args.quick else args.profile or ("gpu" if args.device.startswith("cuda") else "cpu")
+    default = "gpu_pipeline" if args.device.startswith("cuda") else "cpu_pipeline"
+    profile = "quick" if args.quick else args.profile or default
     # The generator's A/B switches on the same plan: item head W, architecture, per-position.
     plan = with_generator(scale_time(PLANS[profile](), args.time_scale), args.arch, args.per_position, args.item_head)
     metrics = run(args.data, args.format, plan, args.device, args.name, args.out, args.ids, args.valid_only)

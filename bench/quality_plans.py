@@ -48,6 +48,9 @@ class Plan:
     sid_codes: int = 256
     sid_sources: tuple[str, ...] = ("sasrec",)
     eval_users: int | None = 5000  # validation users (test always scores everyone)
+    # Item-head rerank weight at test (a labelled hybrid row beside the generator's own order);
+    # None: the training config's ``item_weight``, which validation also ranks with.
+    test_rerank_weight: float | None = None
     max_users: int | None = None  # first N users of the file only (quick mode)
     notes: list[str] = field(default_factory=list)
 
@@ -166,6 +169,35 @@ def cpu_long() -> Plan:
     return dataclasses.replace(plan, name="cpu_long", onerec_train=tc)
 
 
+def cpu_pipeline() -> Plan:
+    """The CPU default since 2026-12-07: ``cpu``'s models and time boxes, the pipeline's own IDs.
+
+    Committed before its test split was ever scored. What changed against ``cpu``, and why
+    (issue: the model that is served is the model that is measured):
+
+    * IDs from ``swing`` (bench/quality_pipeline.py): the daily pipeline's Swing item pairs and
+      spectral behaviour vectors on the training split, then its tokenizer. ``cpu`` took
+      SASRec-CE's item table, which borrows the baseline's training: a hybrid, not OneRec's.
+    * Validation ranks by the generator's own beam probabilities (``item_weight`` 0), so the
+      checkpoint is chosen on the headline row's own metric. The item head still trains (its
+      loss makes a better encoder, see the module docstring); at test the same beam is also
+      reranked by it (``test_rerank_weight`` 1) and reported as a separate, labelled hybrid row.
+    """
+    plan = cpu()
+    tc = dataclasses.replace(plan.onerec_train, item_weight=0.0)
+    return dataclasses.replace(plan, name="cpu_pipeline", onerec_train=tc, sid_sources=("swing",),
+                               test_rerank_weight=1.0)  # fmt: skip
+
+
+def gpu_pipeline() -> Plan:
+    """``gpu`` with ``cpu_pipeline``'s changes (the pipeline's IDs, selection on the generator's own
+    order, the rerank as a labelled row). Committed before any run; not yet run on a GPU."""
+    plan = gpu()
+    tc = dataclasses.replace(plan.onerec_train, item_weight=0.0)
+    return dataclasses.replace(plan, name="gpu_pipeline", onerec_train=tc, sid_sources=("swing",),
+                               test_rerank_weight=1.0)  # fmt: skip
+
+
 def with_generator(plan: Plan, arch: str | None = None, per_position: bool = False,
                    item_head: float | None = None) -> Plan:  # fmt: skip
     """The plan with the generator's A/B switches: architecture, per-position training, item head.
@@ -173,14 +205,17 @@ def with_generator(plan: Plan, arch: str | None = None, per_position: bool = Fal
     ``lazy_decoder`` (OneRec-V2) has no encoder, so no item head: its weight is forced to 0 (the
     generator alone). ``per_position`` trains on windows, every position a target
     (models/per_position.py), on the short-term pathway only (the others would see the future).
-    ``item_head`` W sets the head's loss and rerank weight (0 = the generator alone).
+    ``item_head`` W sets the head's loss and rerank weight (0 = the generator alone); a plan that
+    validates on the generator's own order (``test_rerank_weight`` set) keeps doing so, and W
+    becomes the weight of its test-time rerank row.
     """
-    onerec, tc = plan.onerec, plan.onerec_train
+    onerec, tc, rerank = plan.onerec, plan.onerec_train, plan.test_rerank_weight
     if item_head is not None:
-        onerec, tc = (
-            dataclasses.replace(onerec, item_loss_weight=item_head),
-            dataclasses.replace(tc, item_weight=item_head),
-        )
+        onerec = dataclasses.replace(onerec, item_loss_weight=item_head)
+        if rerank is None:
+            tc = dataclasses.replace(tc, item_weight=item_head)
+        else:
+            rerank = item_head
     if arch == "lazy_decoder":  # one replace: the config refuses an item head without an encoder
         onerec, tc = (
             dataclasses.replace(onerec, architecture=arch, item_loss_weight=0.0),
@@ -190,7 +225,15 @@ def with_generator(plan: Plan, arch: str | None = None, per_position: bool = Fal
         onerec = dataclasses.replace(onerec, architecture=arch)
     if per_position:
         onerec = dataclasses.replace(onerec, per_position=True, pos_len=0, lifelong_len=0)
-    return dataclasses.replace(plan, onerec=onerec, onerec_train=tc)
+    return dataclasses.replace(plan, onerec=onerec, onerec_train=tc, test_rerank_weight=rerank)
 
 
-PLANS = {"quick": quick, "cpu": cpu, "cpu_long": cpu_long, "gpu": gpu, "gpu_long": gpu_long}
+PLANS = {
+    "quick": quick,
+    "cpu": cpu,
+    "cpu_long": cpu_long,
+    "cpu_pipeline": cpu_pipeline,
+    "gpu": gpu,
+    "gpu_long": gpu_long,
+    "gpu_pipeline": gpu_pipeline,
+}

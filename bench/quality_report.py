@@ -34,6 +34,7 @@ def table(metrics: dict[str, Any]) -> str:
     lines = [f"{'model':<34}" + "".join(f"{k:>11}" for k in KEYS)]
     for name, row in rows:
         lines.append(f"{name:<34}" + "".join(f"{row.get(k, float('nan')):>11.4f}" for k in KEYS))
+    lines += [f"  {name}: {row['label']}" for name, row in rows if row.get("label")]
     lines.append(f"dataset {metrics['dataset']}, profile {metrics['profile']}, {metrics['device']}, "
                  f"wall {metrics.get('wall_s')} s")  # fmt: skip
     return "\n".join(lines)
@@ -82,7 +83,7 @@ def _html(metrics: dict[str, Any], curves_b64: str | None = None) -> str:
     extra = ("legal_rate", "coverage@10", "wall_s")
     side = tuple(k for k in sorted(metrics) if k.startswith("onerec_") and isinstance(metrics[k], dict)
                  and "recall@10" in metrics[k])  # fmt: skip
-    rows = [{"name": m, "cells": [_cell(k, metrics[m].get(k)) for k in (*KEYS, *extra)], "published": False}
+    rows = [{"name": f"{m} ({metrics[m]['label']})" if metrics[m].get("label") else m, "cells": [_cell(k, metrics[m].get(k)) for k in (*KEYS, *extra)], "published": False}
             for m in (*MODELS, *side) if m in metrics]  # fmt: skip
     rows += [{"name": f"{k} (published)", "cells": [_cell(key, v.get(key)) for key in KEYS], "published": True}
              for k, v in metrics.get("published", {}).items() if isinstance(v, dict)]  # fmt: skip

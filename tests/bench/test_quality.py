@@ -42,11 +42,15 @@ def test_quick_beauty_format_writes_all_three_models(tmp_path):
     for model in MODELS:
         assert all(0.0 <= written[model][k] <= 1.0 for k in KEYS), model
         assert written[model]["wall_s"] >= 0
-    assert written["onerec"]["legal_rate"] == 1.0 and written["onerec"]["sid_source"] in ("sasrec", "ppmi")
     assert set(written["onerec_candidates"]) == {"sasrec", "ppmi"}
-    # the item-head rerank is reported beside the generator's own beam order, both on test
-    assert written["onerec"]["item_weight"] == 1.0
-    assert all(0.0 <= written["onerec_beam_order"][k] <= 1.0 for k in KEYS)
+    # the headline row: the generator in its own beam order, on IDs that borrow nothing from SASRec
+    assert written["onerec"]["legal_rate"] == 1.0 and written["onerec"]["sid_source"] == "ppmi"
+    assert written["onerec"]["item_weight"] == 0.0 and "HYBRID" not in written["onerec"]["label"]
+    # the item-head rerank of the same beam, and the generator on SASRec's IDs: labelled hybrid rows
+    for hybrid in ("onerec_item_head_rerank", "onerec_sasrec_ids", "onerec_sasrec_ids_item_head_rerank"):
+        assert "HYBRID" in written[hybrid]["label"] and all(0.0 <= written[hybrid][k] <= 1.0 for k in KEYS)
+    assert written["onerec_item_head_rerank"]["item_weight"] == 1.0
+    assert written["onerec_sasrec_ids"]["sid_source"] == "sasrec"
     assert written["published"]["tiger"]["recall@10"] == 0.0648  # "beauty" in the name
     assert written["data"]["users"] == 80 and metrics["wall_s"] == written["wall_s"]
     page = (path.parent / "report.html").read_text()
@@ -87,7 +91,8 @@ def test_quick_without_the_item_head_reports_the_generator_alone(tmp_path):
     seq_file.write_text("".join(f"{u} {' '.join(str(i + 1) for i in s)}\n" for u, s in sequences().items()))
     metrics = quality.main(["--data", str(seq_file.parent), "--quick", "--threads", "1", "--item-head", "0",
                             "--out", str(tmp_path / "out")])  # fmt: skip
-    assert metrics["onerec"]["item_weight"] == 0.0 and "onerec_beam_order" not in metrics
+    assert metrics["onerec"]["item_weight"] == 0.0 and metrics["onerec"]["item_loss_weight"] == 0.0
+    assert "onerec_item_head_rerank" not in metrics  # no head, no rerank row
 
 
 def test_quick_lazy_decoder_trained_per_position(tmp_path):
@@ -102,8 +107,48 @@ def test_quick_lazy_decoder_trained_per_position(tmp_path):
     assert row["architecture"] == "lazy_decoder" and row["per_position"] is True and row["item_weight"] == 0.0
     assert row["valid"]["legal_rate"] == 1.0 and all(0.0 <= row["valid"][k] <= 1.0 for k in KEYS)
     # --valid-only: a changed configuration is compared on validation; no model touched test
-    assert metrics["valid_only"] and "onerec_beam_order" not in metrics
+    assert metrics["valid_only"] and "onerec_item_head_rerank" not in metrics
     assert not any(k in metrics[m] for m in MODELS for k in KEYS)
     assert "(VALIDATION" in quality.quality_report.table(quality.valid_view(metrics))
     plan = quality.with_generator(quality.PLANS["quick"](), "encoder_decoder", True, None)
     assert plan.onerec.per_position and plan.onerec.pos_len == 0 and plan.onerec.item_loss_weight == 1.0
+
+
+def test_quick_pipeline_ids_through_the_pipelines_item_pairs(tmp_path, spark):
+    """``--ids swing``: the generator's IDs come from the daily pipeline's Swing pairs and spectral
+    behaviour vectors (Spark, the session of the suite), then its tokenizer; the rows are labelled."""
+    seq_file = tmp_path / "data" / "Tiny.txt"
+    seq_file.parent.mkdir()
+    seq_file.write_text("".join(f"{u} {' '.join(str(i + 1) for i in s)}\n" for u, s in sequences().items()))
+    metrics = quality.main(["--data", str(seq_file.parent), "--quick", "--threads", "1", "--ids", "swing",
+                            "--out", str(tmp_path / "out")])  # fmt: skip
+    codes = metrics["onerec_candidates"]["swing"]["codes"]
+    assert set(metrics["onerec_candidates"]) == {"swing"} and codes["method"] == "swing"
+    assert codes["pairs"] > 0 and 0 < codes["items_with_pairs"] <= codes["items"] == 60
+    assert metrics["onerec"]["sid_source"] == "swing" and "Swing" in metrics["onerec"]["label"]
+    assert metrics["onerec"]["legal_rate"] == 1.0 and "onerec_sasrec_ids" not in metrics
+    assert "HYBRID" in metrics["onerec_item_head_rerank"]["label"]
+    with pytest.raises(ValueError, match="unknown ID source"):
+        quality._sources(quality.PLANS["quick"](), "swing,bogus", None)
+
+
+def test_swing_vectors_put_co_engaged_items_together(spark):
+    """Items 1 and 2 follow each other for many users, 3 and 4 too: the pipeline's behaviour vectors
+    put each pair close and the two pairs apart; an item never paired gets the zero (cold) row."""
+    from bench.quality_pipeline import swing_item_vectors
+    from models.data import Ragged
+
+    rows = [[1, 2, 1, 2] if u % 2 else [3, 4, 3, 4] for u in range(40)] + [[5]]
+    vectors, stats = swing_item_vectors(Ragged.from_lists(rows), n_items=5)
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+    assert unit[0] @ unit[1] > 0.99 and unit[2] @ unit[3] > 0.99 and abs(unit[0] @ unit[2]) < 0.1
+    assert not vectors[4].any() and stats["items_with_pairs"] == 4 and stats["pairs"] == 4
+
+
+def test_pipeline_profiles_select_on_the_generators_own_order():
+    for name in ("cpu_pipeline", "gpu_pipeline"):
+        plan = quality.PLANS[name]()
+        assert plan.sid_sources == ("swing",) and plan.onerec_train.item_weight == 0.0
+        assert plan.test_rerank_weight == 1.0 and plan.onerec.item_loss_weight == 1.0
+    no_head = quality.with_generator(quality.PLANS["cpu_pipeline"](), item_head=0.0)
+    assert no_head.onerec.item_loss_weight == 0.0 and no_head.onerec_train.item_weight == 0.0
