@@ -48,6 +48,8 @@ def swing_item_vectors(train: Ragged, n_items: int, config: str | None = None) -
     item ``i``'s vector. ``config``: the pipeline config whose ``item.pairs`` and
     ``item.embeddings`` settings apply (default: ``$ONEREC_CONFIG`` or ``local``).
     """
+    from pyspark.sql import SparkSession
+
     from conf.settings import load_settings
     from jobs.behaviour_vectors import behaviour_svd
     from jobs.item_pairs import build_item_pairs
@@ -55,6 +57,7 @@ def swing_item_vectors(train: Ragged, n_items: int, config: str | None = None) -
 
     cfg = load_settings(config)
     pair_settings = cfg.item.pairs.model_copy(update={"session_gap_minutes": None})
+    ours = SparkSession.getActiveSession() is None  # stop only a session this call started
     spark = get_spark(cfg)
     rows = [
         (BENCH_DAY, f"u{u}", [str(int(i)) for i in train[u]], list(range(len(train[u]))))
@@ -64,6 +67,8 @@ def swing_item_vectors(train: Ragged, n_items: int, config: str | None = None) -
     seqs = spark.createDataFrame(rows, "ds date, user_id string, items array<string>, ts array<long>")
     # Bounded by the catalogue x top_k (600k rows for Beauty): the benchmark's own driver, not a stage's.
     pairs = build_item_pairs(seqs, pair_settings).select("item_id", "other_item_id", "score").toPandas()
+    if ours:  # the JVM would sit beside the training that follows, holding memory and threads
+        spark.stop()
     vectors = np.zeros((n_items, cfg.item.embeddings.dim), np.float32)
     if len(pairs):
         ids, vecs, _ = behaviour_svd(pairs, cfg.item.embeddings.dim, cfg.item.embeddings.seed)
