@@ -1,29 +1,38 @@
 """Offline quality against TIGER's table: OneRec vs SASRec-CE vs SASRec-BCE, leave-one-out.
 
-    python -m bench.quality --data ../shared/data/amazon-beauty --format amazon_seq [--profile cpu|cpu_long|gpu|gpu_long|quick]
+    python -m bench.quality --data ../shared/data/amazon-beauty --format amazon_seq [--profile cpu_pipeline|gpu_pipeline|cpu|cpu_long|gpu|gpu_long|quick]
     make bench-quality DATA=../shared/data/amazon-beauty FORMAT=amazon_seq [QUALITY_ARGS="--device cuda"]
     python -m bench.quality --data ../shared/data/amazon-scientific --format amazon_json --ids both
 
 ``--ids both`` trains a generator on text IDs and on each behaviour source and reports every one
-on test side by side (``onerec_<source>``); ``onerec`` is still the one chosen on valid. On a
-shared CPU ``--threads 1`` is several times faster than 2 (thread oversubscription), and
+on test side by side (``onerec_<source>``); ``--ids swing,ppmi`` names the sources. On a shared
+CPU ``--threads 1`` is several times faster than 2 (thread oversubscription), and
 ``--time-scale`` shrinks every model's time box.
 
 Stages, each timed: ingest (the dataset's own files, ``amazon_seq`` or ``amazon_json``) ->
-sequences (leave-one-out: last item test, the one before valid, the rest train) -> SASRec-CE
-(also the source of the item embeddings) -> item embeddings (train split only) -> semantic IDs
-(balanced residual k-means + dedup) -> OneRec (one generator per ID source, best on valid kept)
+sequences (leave-one-out: last item test, the one before valid, the rest train) -> SASRec-CE ->
+item vectors of the train split (the default ``swing``: the daily pipeline's Swing item pairs
+and spectral behaviour vectors, bench/quality_pipeline.py) -> semantic IDs (``models.rq_kmeans``,
+the daily stage's tokenizer, + dedup) -> OneRec (one generator per ID source, best on valid kept)
 -> SASRec-BCE -> test scoring once per model -> ``metrics.json`` + ``report.html`` under
 ``var/reports/quality/<dataset>/``.
 
+What the rows mean (the issue "the model that is served is the model that is measured"):
+
+* ``onerec``: the generator, constrained beam search, items ranked by its own beam
+  probabilities, on IDs that borrow nothing from a baseline model (best such source on valid).
+* ``onerec_item_head_rerank``: a labelled hybrid -- the same beam reranked with the dense item
+  head's scores.
+* ``onerec_sasrec_ids`` (only when ``sasrec`` is a source): a labelled hybrid -- a generator on
+  IDs made from SASRec-CE's item table.
+
 Why the sequences are read here and not from ``gold.training_examples``: the Amazon files
-carry order, not time (the loaders place item k on day k), so a per-day Spark replay is ~200
-ingests for Beauty, and the leave-one-out split must be per user, not per day. Reading the
-file through ``models.data`` gives exactly the split of SASRec/TIGER's code (same users, same
-targets, full ranking over all items); the Spark path's ``leave_one_out`` rows are the same
-split (``models.data.from_training_examples`` reads them, tested in tests/models). The
-semantic IDs are fit on the training split only (``--ids`` picks behaviour, text or both).
-Only torch/numpy/stdlib are imported on the default path, so the GPU box runs it as is.
+carry order, not time (the loaders place item k on day k), and the leave-one-out split must be
+per user, not per day. Reading the file through ``models.data`` gives exactly the split of
+SASRec/TIGER's code (same users, same targets, full ranking over all items); the Spark path's
+``leave_one_out`` rows are the same split (``models.data.from_training_examples`` reads them,
+tested in tests/models). The item vectors and semantic IDs are fit on the training split only.
+Spark is started only for the ``swing`` source (and stopped before training).
 """
 
 from __future__ import annotations

@@ -192,12 +192,27 @@ def build_item_pairs(seqs: DataFrame, p: ItemPairSettings) -> DataFrame:
     return top.select(*[F.col(f.name).cast(f.dataType) for f in ITEM_PAIRS.fields])
 
 
+def pair_settings(cfg: Settings) -> ItemPairSettings:
+    """``cfg.item.pairs``, without the session gap when the source format's clock is its order.
+
+    Amazon's files carry order only and ingest places item k on day k
+    (``jobs/loaders/amazon.py``): a 30-minute gap would cut every consecutive pair and leave the
+    catalogue without behaviour vectors. Position still bounds a pair (``window_positions``).
+    """
+    from jobs.loaders import get_loader
+
+    p = cfg.item.pairs
+    if p.session_gap_minutes is not None and get_loader(cfg.source.format).order_is_clock:
+        return p.model_copy(update={"session_gap_minutes": None})
+    return p
+
+
 def run(cfg: Settings, ds: date, spark: SparkSession | None = None, end: date | None = None) -> dict:
     """Mine pairs as of the end of ``ds`` (of every day ``ds``..``end``) and replace those partitions."""
     from jobs.spark import get_spark
 
     spark = spark or get_spark(cfg)
-    p, end = cfg.item.pairs, end or ds
+    p, end = pair_settings(cfg), end or ds
     hist_path, out_path = cfg.table_path("user_events"), cfg.table_path("item_pairs")
     chunks = delta.read(spark, hist_path, USER_EVENTS)
     seqs = build_window_sequences(chunks, ds, p.window_days, p.positives_only, p.max_events_per_user, end)
@@ -214,6 +229,7 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, end: date | 
         "rows": int(stats["rows"]),
         "items_with_pairs": int(stats["items"]),
         "window_days": p.window_days,
+        "session_gap_minutes": p.session_gap_minutes,
     }
     if end != ds:
         report["end"] = end.isoformat()

@@ -19,6 +19,7 @@ class Loader(Protocol):
     """What ingest needs from a dataset format."""
 
     name: str
+    order_is_clock: bool  # timestamps are synthetic (one day per position): gaps mean nothing
 
     def describe(self) -> str:
         """Which files the loader expects under its root, in a few lines."""

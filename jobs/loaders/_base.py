@@ -14,6 +14,9 @@ class BaseLoader:
     """Defaults: no item or user file; event days parsed from the timestamps."""
 
     name: str = ""
+    # True when the format has order but no clock (its timestamps are synthetic, one day per
+    # position): time gaps between its events mean nothing, so jobs that cut on a gap skip it.
+    order_is_clock: bool = False
 
     def describe(self) -> str:
         """What files this loader expects (its class docstring)."""

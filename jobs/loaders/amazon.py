@@ -43,6 +43,7 @@ class AmazonSeqLoader(BaseLoader):
     """
 
     name = "amazon_seq"
+    order_is_clock = True
 
     def read_events(self, spark: SparkSession, root: str, ds: date | None, base_date: date) -> DataFrame:
         """Every interaction (order is the only clock, so nothing is split by day)."""
@@ -135,6 +136,7 @@ class AmazonJsonLoader(BaseLoader):
     """
 
     name = "amazon_json"
+    order_is_clock = True
 
     def read_events(self, spark: SparkSession, root: str, ds: date | None, base_date: date) -> DataFrame:
         """Every interaction of every ``*.inter.json`` (not split by day)."""

@@ -106,3 +106,22 @@ def test_only_the_window_partitions_are_read(spark, lake_cfg):
     (folder,) = [p for p in Path(path).iterdir() if p.name == f"event_date={old.isoformat()}"]
     shutil.rmtree(folder)
     assert item_pairs.run(cfg, DS, spark)["rows"] == expected["rows"]
+
+
+def test_order_only_formats_pair_consecutive_items_a_day_apart(spark, lake_cfg):
+    """Amazon's loaders place item k on day k: with the 30-minute session gap every consecutive pair
+    would be cut (zero pairs, no behaviour vectors). For a format whose clock is its order the gap is
+    off; for a timed format it stays."""
+    day = 24 * 60
+    seqs = {u: [("A", 0), ("B", day), ("C", 2 * day)] for u in ("u1", "u2", "u3")}
+    cfg = lake_cfg.model_copy(
+        update={"item": lake_cfg.item.model_copy(update={"pairs": ItemPairSettings(window_days=5)})}
+    )
+    amazon = cfg.model_copy(update={"source": cfg.source.model_copy(update={"format": "amazon_seq"})})
+    assert item_pairs.pair_settings(cfg).session_gap_minutes == 30.0
+    assert item_pairs.pair_settings(amazon).session_gap_minutes is None
+    delta.overwrite(_history(spark, seqs), cfg.table_path("user_events"), ("event_date",))
+    end = DS + timedelta(days=2)
+    assert item_pairs.run(cfg, end, spark)["rows"] == 0  # timed format: a day is a session break
+    report = item_pairs.run(amazon, end, spark)
+    assert report["session_gap_minutes"] is None and report["rows"] == 6  # A-B, B-C, A-C both ways
