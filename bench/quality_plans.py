@@ -2,8 +2,10 @@
 
 Shared choices, and why (TIGER, Rajput et al. 2023, is the protocol and the bar):
 
-* Semantic IDs from *behaviour learned on the training split*: the item table of the SASRec-CE
-  baseline (trained on train sequences only; ``sasrec``) or PPMI co-occurrence SVD (``ppmi``),
+* Semantic IDs from *behaviour learned on the training split*: the daily pipeline's Swing pairs
+  and spectral behaviour vectors (``swing``, the ``*_pipeline`` profiles: nothing borrowed from a
+  baseline), the item table of the SASRec-CE baseline (``sasrec``, the older profiles: its
+  generator is a hybrid) or PPMI co-occurrence SVD (``ppmi``),
   then balanced residual k-means, 3 levels x 256 codes + a dedup level (``models.rq_kmeans``, the
   daily stage's tokenizer, through ``models.item_codes``).
   Beauty.txt has no item text; behaviour IDs put items that follow the same histories under

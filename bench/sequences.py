@@ -567,7 +567,7 @@ def bench_spark(spark, meter: Meter, cfg: Settings, last: date) -> tuple[dict, d
         inc.extra["report"] = run(cfg_inc, last, spark=spark)
     progress(f"    {inc.wall_s:.1f}s; spark: full rebuild + features of {last} (timed)")
     with meter.phase("spark_full_rebuild") as full:
-        run(cfg_full, last, spark=spark, full_rebuild=True)
+        full.extra["report"] = run(cfg_full, last, spark=spark, full_rebuild=True)
     progress(f"    {full.wall_s:.1f}s; spark: history-only rebuild (timed)")
     with meter.phase("spark_history_only") as hist:
         history_only_rebuild(spark, cfg, "_history_only")
@@ -837,6 +837,12 @@ def _merge_files(m: dict[str, int]) -> str:
     return " / ".join(_fmt(m.get(k)) for k in keys)
 
 
+def _steps(phase: dict) -> str:
+    """``step s, ...`` of ``jobs.sequences.run``'s own timing (its report's ``seconds``)."""
+    seconds = phase.get("report", {}).get("seconds") or {}
+    return ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()) or "n/a"
+
+
 def print_size(res: dict) -> None:
     """A readable block of figures for one size."""
     ph, ck = res["phases"], res["checks"]
@@ -871,6 +877,8 @@ def print_size(res: dict) -> None:
             "DuckDB RSS delta: full / incremental",
             f"{_fmt(ph['duckdb_full']['python_rss_delta_mib'], ' MiB', 0)} / {_fmt(ph['duckdb_incremental_day']['python_rss_delta_mib'], ' MiB', 0)}",
         ),
+        ("Spark incremental day, per step", _steps(ph["spark_incremental_day"])),
+        ("Spark full rebuild, per step", _steps(ph["spark_full_rebuild"])),
         ("MERGE rows updated / inserted / copied", _merge_rows(ph["spark_incremental_day"].get("merge_metrics", {}))),
         ("MERGE files removed / added, DVs added", _merge_files(ph["spark_incremental_day"].get("merge_metrics", {}))),
         ("check: full == incremental (day's users, events)", str(ck["full_eq_incremental_active"])),

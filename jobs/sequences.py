@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import date
 from functools import reduce
 
@@ -238,26 +239,41 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, full_rebuild
     spark = spark or get_spark(cfg)
     seq = cfg.sequences
     ev_path, st_path = cfg.table_path("user_events"), cfg.table_path("user_state")
+    seconds: dict[str, float] = {}  # per step, in the stage JSON: where a day's time goes
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[step], clock = round(now - clock, 2), now
+
     events = delta.read(spark, cfg.table_path("events"), EVENTS)
     day_events = events.where(F.col("event_date") == F.lit(ds).cast("date"))
     day_chunks = build_chunks(day_events, seq.positive).cache()
     n_users = day_chunks.count()
+    lap("day_chunks")
     spec = cfg.table("user_events")
     if full_rebuild:
         log.info("sequences ds=%s: full rebuild of %s and %s from every event", ds, ev_path, st_path)
         delta.overwrite(build_chunks(events, seq.positive), ev_path, spec.partition_by)
+        lap("user_events")
         chunks = delta.read(spark, ev_path, USER_EVENTS)
         delta.overwrite(build_state(chunks, recent_len(cfg), seq.positive_len), st_path)
+        lap("user_state")
         merged = {"appended": 0, "rebuilt": n_users}
     else:
         merged = update_state(spark, cfg, ds, day_chunks)
+        lap("user_state")
         delta.overwrite_partition(day_chunks, ev_path, spec.partition_by, f"event_date = {delta.date_literal(ds)}")
+        lap("user_events")
     features = features_for(spark, cfg, ds, day_chunks.select("user_id"))
     fspec = cfg.table("user_features")
     delta.overwrite_partition(
         features, cfg.table_path("user_features"), fspec.partition_by, f"ds = {delta.date_literal(ds)}"
     )
+    lap("user_features")
     refreshed = refresh_later_snapshots(spark, cfg, ds)
+    lap("later_snapshots")
     day_chunks.unpersist()
     report = {
         "ds": ds.isoformat(),
@@ -266,6 +282,7 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, full_rebuild
         "state_appended": merged["appended"],
         "state_rebuilt": merged["rebuilt"],
         "later_snapshots_refreshed": [d.isoformat() for d in refreshed],
+        "seconds": seconds,
     }
     log.info(
         "sequences ds=%s: %d active users (%d appended, %d rebuilt) into %s; wrote user_features[%s]",

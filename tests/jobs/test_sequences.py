@@ -121,6 +121,8 @@ def test_any_order_with_reruns_and_a_changed_day_equals_in_order_and_a_full_rebu
     for ds in days:
         report = sequences.run(in_order, ds, spark)
         assert report["state_rebuilt"] == 0  # in order: every active user is the old row + the day
+        steps = ["day_chunks", "user_state", "user_events", "user_features", "later_snapshots"]
+        assert list(report["seconds"]) == steps and all(v >= 0 for v in report["seconds"].values())
     for ds in (days[2], days[0], days[1], days[0]):  # out of order, then a re-run
         sequences.run(shuffled, ds, spark)
     for name in SILVER_GOLD:
