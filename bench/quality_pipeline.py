@@ -16,8 +16,8 @@ Two choices, and why:
 
 * **Order is the clock.** The Amazon files carry order only; ingest places item k on day k
   (``jobs/loaders/amazon.py``), so the config's 30-minute session gap would cut every
-  consecutive pair. Here the k-th item is at second k and the session gap is off, which is what
-  ``--set item.pairs.session_gap_minutes=null`` does for such data in the pipeline.
+  consecutive pair. Here the k-th item is at second k and the session gap is off, as the daily
+  stage does for those formats (``jobs.item_pairs.pair_settings``).
 * **One window, the training split only.** The daily stage mines a trailing 30-day window per
   day; a leave-one-out benchmark has no days, and its item vectors must never see a valid or
   test target, so the window is each user's whole training sequence.

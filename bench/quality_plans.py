@@ -171,6 +171,12 @@ def cpu_long() -> Plan:
     return dataclasses.replace(plan, name="cpu_long", onerec_train=tc)
 
 
+def _pipeline_ids(plan: Plan, name: str) -> Plan:
+    """``plan`` on the pipeline's IDs, validated on the generator's own order, rerank reported apart."""
+    tc = dataclasses.replace(plan.onerec_train, item_weight=0.0)
+    return dataclasses.replace(plan, name=name, onerec_train=tc, sid_sources=("swing",), test_rerank_weight=1.0)
+
+
 def cpu_pipeline() -> Plan:
     """The CPU default since 2026-12-07: ``cpu``'s models and time boxes, the pipeline's own IDs.
 
@@ -185,19 +191,13 @@ def cpu_pipeline() -> Plan:
       loss makes a better encoder, see the module docstring); at test the same beam is also
       reranked by it (``test_rerank_weight`` 1) and reported as a separate, labelled hybrid row.
     """
-    plan = cpu()
-    tc = dataclasses.replace(plan.onerec_train, item_weight=0.0)
-    return dataclasses.replace(plan, name="cpu_pipeline", onerec_train=tc, sid_sources=("swing",),
-                               test_rerank_weight=1.0)  # fmt: skip
+    return _pipeline_ids(cpu(), "cpu_pipeline")
 
 
 def gpu_pipeline() -> Plan:
     """``gpu`` with ``cpu_pipeline``'s changes (the pipeline's IDs, selection on the generator's own
     order, the rerank as a labelled row). Committed before any run; not yet run on a GPU."""
-    plan = gpu()
-    tc = dataclasses.replace(plan.onerec_train, item_weight=0.0)
-    return dataclasses.replace(plan, name="gpu_pipeline", onerec_train=tc, sid_sources=("swing",),
-                               test_rerank_weight=1.0)  # fmt: skip
+    return _pipeline_ids(gpu(), "gpu_pipeline")
 
 
 def with_generator(plan: Plan, arch: str | None = None, per_position: bool = False,
