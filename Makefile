@@ -46,8 +46,8 @@ backfill: venv  ## replay START..END day by day (any order gives the same tables
 test: venv  ## run the whole test suite
 	$(PY) -m pytest -q tests
 
-cluster-test: venv  ## onerec_daily on a loopback Spark cluster + S3 lake + Celery, tables == local[2] (tests/cluster)
-	ONEREC_CLUSTER_TEST=1 $(PY) -m pytest -q tests/cluster
+cluster-test: venv  ## only tests/cluster (in make test too): a day on a loopback Spark cluster + S3 lake + Celery == the local day
+	$(PY) -m pytest -q tests/cluster
 
 lint: venv  ## ruff
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -42,3 +42,52 @@ def spark(tiny_cfg):
 def lake_cfg(tiny_cfg, tmp_path):
     """A config whose state root is this test's own temp folder (fresh tables)."""
     return tiny_cfg.model_copy(update={"home": str(tmp_path)})
+
+
+# The item side made cheap for DAG runs in tests: hashing text encoder, a few alignment epochs.
+# The MiniLM path is covered by tests/jobs/test_item_embeddings.py. conf/cluster-loopback.yaml
+# sets the same values, so its day is compared with this run's (tests/cluster).
+CHEAP_ITEM_SIDE = (
+    "item.embeddings.text_encoder=hashing",
+    "item.alignment.epochs=3",
+    "item.semantic_ids.compare_plain=false",
+)
+
+
+@pytest.fixture(scope="session")
+def daily_run(tiny_cfg, spark):
+    """The first two sample days through onerec_daily (real Airflow, dag.test on SQLite) in the session's lake.
+
+    One run serves three checks: tests/dags/test_daily_e2e.py (every table, re-runs, models),
+    the day-1 run report in a real browser (tests/ops/test_report_browser.py), and the local side
+    of the cluster test: the lake as day 1 left it is copied to ``lake-day1`` (``day1_cfg``
+    reads it), to be compared with the same day on the loopback cluster (tests/cluster).
+    """
+    import json
+    import shutil
+    from datetime import timedelta
+
+    from dags.runner import ensure_sample, prepare_airflow, run_days
+    from jobs import delta
+
+    prepare_airflow(tiny_cfg)
+    ensure_sample(tiny_cfg)
+    manifest = json.loads((Path(tiny_cfg.resolve(tiny_cfg.source.path)) / "MANIFEST.json").read_text())
+    start = tiny_cfg.sample.start_date
+    days = [start, start + timedelta(days=1)]
+    run_conf = {"config": "tiny", "set": [f"home={tiny_cfg.home}", *CHEAP_ITEM_SIDE]}
+    results = run_days(tiny_cfg, days[:1], run_conf)
+    sids_path = tiny_cfg.table_path("item_sids")
+    sids_day1 = (  # to check that day 2 leaves them alone
+        {r.item_id: (r.codebook_version, tuple(r.codes)) for r in delta.read(spark, sids_path).collect()}
+        if delta.exists(spark, sids_path)
+        else {}
+    )
+    day1_lake = tiny_cfg.home_path / "lake-day1"
+    shutil.copytree(tiny_cfg.resolve(tiny_cfg.lake_root), day1_lake)
+    day1_cfg = tiny_cfg.model_copy(update={"lake_root": str(day1_lake)})
+    results += run_days(tiny_cfg, days[1:], run_conf)
+    runs = Path(tiny_cfg.resolve(tiny_cfg.reports_dir)) / "runs"
+    promotions = [json.loads((runs / d.isoformat() / "promotion.json").read_text()) for d in days]
+    return {"days": days, "results": results, "run_conf": run_conf, "manifest": manifest, "sids_day1": sids_day1,
+            "promotions": promotions, "day1_cfg": day1_cfg}  # fmt: skip

@@ -173,7 +173,11 @@ class CeleryDeployment:
             (DAG_ID, run_id),
         )
         run_row = self._query("SELECT run_type, conf::text FROM dag_run WHERE run_id = %s", (run_id,))
+        # What the metadata DB holds: every run of the DAG, and the schema `airflow db migrate` stamped.
+        runs = self._query("SELECT run_id, state, logical_date::date::text FROM dag_run WHERE dag_id = %s", (DAG_ID,))
+        migration = self._query("SELECT version_num FROM alembic_version")
         return {"run_id": run_id, "state": state, "run_type": run_row[0][0] if run_row else None,
+                "db_runs": [list(r) for r in runs], "db_migration": migration[0][0] if migration else None,
                 "tasks": {t: {"state": s, "hostname": h, "queue": q, "pool": p,
                               "duration_s": round(d, 1) if d is not None else None} for t, s, h, q, p, d in tasks},
                 "executor_log": _tail(self.cluster.root / "logs" / "airflow-celery-worker.log", 2000)

@@ -2,7 +2,7 @@
 
     python -m tests.cluster.run                 # 2 days: Spark cluster + S3 lake; day 2 through Celery
     python -m tests.cluster.run --no-celery     # both days through dag.test() on the cluster
-    make cluster-test                           # the same, as the pytest test
+    make cluster-test                           # 1 day through Celery vs the suite's local run (pytest)
 
 1. Starts (tests/cluster/services.py) a Spark standalone master + 2 workers, moto's S3 server
    with the lake's bucket and, for the Celery day, Redis and PostgreSQL.
@@ -30,7 +30,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from conf.settings import REPO_ROOT, load_settings
+from conf.settings import REPO_ROOT, Settings, load_settings
 from tests.cluster import services
 from tests.cluster.checksums import column_diff, lake_checksums
 from tests.cluster.services import CONFIG, Loopback, base_env
@@ -62,8 +62,12 @@ def run_days(overrides: list[str], first: date, last: date, log: Path, timeout: 
 
 
 def run(root: Path, days: int = 2, celery: bool = True, compare: bool = True, preload: str = "spark",
-        celery_timeout: float = 2400) -> dict:  # fmt: skip
-    """Everything in the module docstring; returns the result dict (raises on a failed run)."""
+        celery_timeout: float = 2400, reference: Settings | None = None) -> dict:  # fmt: skip
+    """Everything in the module docstring; returns the result dict (raises on a failed run).
+
+    ``reference``: a lake that already holds the same days, run locally with the same pipeline
+    settings (the test suite's own DAG run); compared instead of running step 3.
+    """
     from tests.cluster.celery_day import CeleryDeployment
 
     cfg0 = load_settings(CONFIG)
@@ -107,17 +111,20 @@ def run(root: Path, days: int = 2, celery: bool = True, compare: bool = True, pr
                 deployment.stop()
         timings["cluster_total"] = round(sum(v for k, v in timings.items() if k != "start_services"), 1)
         result["s3_objects"] = len(cluster.s3_keys("lake/"))
+        c_cfg = load_settings(CONFIG, c_over)
+        result["cluster_lake"] = c_cfg.resolve(c_cfg.lake_root)
+        with _env(services.S3_ENV):  # while the S3 server still holds the cluster's lake
+            result["cluster"] = lake_checksums(c_cfg)
 
         if not compare:
             return result
-        l_over = local_overrides(local_home)
-        timings["local2_dag_test"] = round(run_days(l_over, first, last, root / "local-runner.log"), 1)
-
-        c_cfg = load_settings(CONFIG, c_over)
-        l_cfg = load_settings(CONFIG, l_over)
-        result["cluster_lake"], result["local_lake"] = c_cfg.resolve(c_cfg.lake_root), l_cfg.resolve(l_cfg.lake_root)
-        with _env(services.S3_ENV):
-            result["cluster"] = lake_checksums(c_cfg)
+        if reference is None:
+            l_over = local_overrides(local_home)
+            timings["local2_dag_test"] = round(run_days(l_over, first, last, root / "local-runner.log"), 1)
+            l_cfg = load_settings(CONFIG, l_over)
+        else:
+            l_cfg = reference
+        result["local_lake"] = l_cfg.resolve(l_cfg.lake_root)
         result["local"] = lake_checksums(l_cfg)
         result["equal"] = result["cluster"] == result["local"]
         result["differ"] = sorted(t for t in result["local"] if result["cluster"][t] != result["local"][t])
@@ -157,7 +164,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--no-celery", action="store_true", help="every day through dag.test() (no Celery part)")
-    parser.add_argument("--no-compare", action="store_true", help="skip the local[2] run and the checksums")
+    parser.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="skip the local[2] run (the cluster lake's checksums are still printed)",
+    )
     parser.add_argument(
         "--preload",
         choices=["spark", "imports", "none"],

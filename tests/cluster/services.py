@@ -4,7 +4,7 @@
   ``bin/spark-class`` (the wheel has no ``sbin/start-*.sh``).
 * An S3 API server: ``moto_server`` (PyPI ``moto[server]``) with the lake's bucket.
 * Redis (Celery broker and Feast online store) and PostgreSQL (Airflow metadata DB), only
-  when asked for (the Celery part); tests/ops/postgres.py starts the latter.
+  when asked for (the Celery part); tests/cluster/postgres.py starts the latter.
 
 Every process is a child of the caller, logs into ``root/logs`` and is stopped by
 :meth:`Loopback.stop`. :meth:`Loopback.overrides` are the ``--set`` values that point
@@ -85,7 +85,7 @@ class Loopback:
     spark_port: int = 0
     s3_port: int = 0
     redis_port: int = 0
-    postgres: object | None = None  # tests.ops.postgres.PostgresServer
+    postgres: object | None = None  # tests.cluster.postgres.PostgresServer
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
 
     @property
@@ -200,7 +200,7 @@ class Loopback:
         _wait_port(self.redis_port, proc, log)
 
     def start_postgres(self) -> None:
-        from tests.ops import postgres
+        from tests.cluster import postgres
 
         try:
             self.postgres = postgres.start()

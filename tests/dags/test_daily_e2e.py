@@ -1,16 +1,15 @@
 """End to end: onerec_daily through real Airflow (dag.test on SQLite) on the tiny sample.
 
-Checks every table the DAG writes, the ingest books (raw = accepted + quarantined),
-that a re-run of a day changes no row, and that the run report renders. Item side:
+The run itself is the session fixture ``daily_run`` (tests/conftest.py), shared with the
+report-in-a-browser and cluster tests. Checks every table the DAG writes, the ingest books
+(raw = accepted + quarantined), that a re-run of a day changes no row, and that the run report renders. Item side:
 every catalogue item gets a finite unit embedding and a unique semantic ID, items
 arriving on the second day are encoded with the first day's codebook while the
 first day's items keep their IDs, and the item views are online. The item settings
-are made cheap (hashing text encoder, a few alignment epochs) to keep the run short;
-the MiniLM path is covered by tests/jobs/test_item_embeddings.py.
+are made cheap (``CHEAP_ITEM_SIDE``) to keep the run short.
 """
 
 import json
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -35,30 +34,6 @@ TABLES = (
     "user_lifelong_compressed",
     "item_stats",
 )
-CHEAP_ITEM_SIDE = [
-    "item.embeddings.text_encoder=hashing",
-    "item.alignment.epochs=3",
-    "item.semantic_ids.compare_plain=false",
-]
-
-
-@pytest.fixture(scope="module")
-def daily_run(tiny_cfg, spark):
-    from dags.runner import ensure_sample, prepare_airflow, run_days
-
-    prepare_airflow(tiny_cfg)
-    ensure_sample(tiny_cfg)
-    manifest = json.loads((Path(tiny_cfg.resolve(tiny_cfg.source.path)) / "MANIFEST.json").read_text())
-    start = tiny_cfg.sample.start_date
-    days = [start, start + timedelta(days=1)]
-    run_conf = {"config": "tiny", "set": [f"home={tiny_cfg.home}", *CHEAP_ITEM_SIDE]}
-    results = run_days(tiny_cfg, days[:1], run_conf)
-    sids_day1 = _sids(spark, tiny_cfg)  # to check that day 2 leaves them alone
-    results += run_days(tiny_cfg, days[1:], run_conf)
-    runs = Path(tiny_cfg.resolve(tiny_cfg.reports_dir)) / "runs"
-    promotions = [json.loads((runs / d.isoformat() / "promotion.json").read_text()) for d in days]
-    return {"days": days, "results": results, "run_conf": run_conf, "manifest": manifest, "sids_day1": sids_day1,
-            "promotions": promotions}  # fmt: skip
 
 
 def _sids(spark, cfg) -> dict[str, tuple[str, tuple[int, ...]]]:

@@ -1,6 +1,6 @@
 """The run report in a real headless browser (Debian's chromium) with no network.
 
-The page of the day run by ``dag_day`` (tests/ops/conftest.py) is copied with one
+The page of the first day run by ``daily_run`` (tests/conftest.py) is copied with one
 probe script appended: after the ``load`` event it writes, into the DOM, what the
 browser really laid out (every img/svg: decoded, natural and rendered size; the text
 of the page). ``--dump-dom`` prints that DOM. Chromium runs with every request sent
@@ -71,8 +71,13 @@ def test_the_browser_has_no_network(tmp_path):
     assert probe["natural"] == [0, 0]
 
 
-def test_plots_render(dag_day, tmp_path):
-    page = dag_day.home / "reports" / "runs" / dag_day.ds / "index.html"
+def _day1_page(daily_run, cfg) -> tuple[str, Path]:
+    ds = daily_run["days"][0].isoformat()
+    return ds, Path(cfg.resolve(cfg.reports_dir)) / "runs" / ds / "index.html"
+
+
+def test_plots_render(daily_run, tiny_cfg, tmp_path):
+    _, page = _day1_page(daily_run, tiny_cfg)
     assert not re.search(r"""(src|href)=["']?https?://""", page.read_text()), "the report must work offline"
     probe = render(page, tmp_path)
     plots = probe["images"] + probe["svgs"]
@@ -84,8 +89,8 @@ def test_plots_render(dag_day, tmp_path):
         assert min(svg["rendered"]) > 0, svg
 
 
-def test_key_numbers_render(dag_day, tmp_path, tiny_cfg):
-    page = dag_day.home / "reports" / "runs" / dag_day.ds / "index.html"
+def test_key_numbers_render(daily_run, tmp_path, tiny_cfg):
+    ds, page = _day1_page(daily_run, tiny_cfg)
     text = render(page, tmp_path)["text"]
     books = json.loads((page.parent / "ingest.json").read_text())["events"]
     m = re.search(r"(\d+) raw rows = (\d+) accepted \+ (\d+) quarantined", text)
@@ -96,4 +101,4 @@ def test_key_numbers_render(dag_day, tmp_path, tiny_cfg):
     # the tables section shows the day's event count
     events = re.search(r"bronze\.events\[ds\]\s+(\d+)", text)
     assert events and int(events.group(1)) == accepted
-    assert dag_day.ds in text
+    assert ds in text
