@@ -58,8 +58,8 @@ CHEAP_ITEM_SIDE = (
 def daily_run(tiny_cfg, spark):
     """The first two sample days through onerec_daily (real Airflow, dag.test on SQLite) in the session's lake.
 
-    One run serves three checks: tests/dags/test_daily_e2e.py (every table, re-runs, models),
-    the day-1 run report in a real browser (tests/ops/test_report_browser.py), and the local side
+    One run serves three checks: tests/dags/test_daily_e2e.py (every table, re-runs, models;
+    day 2 against the day-1 lake), the day-1 run report in a real browser (tests/ops/test_report_browser.py), and the local side
     of the cluster test: the lake as day 1 left it is copied to ``lake-day1`` (``day1_cfg``
     reads it), to be compared with the same day on the loopback cluster (tests/cluster).
     """
@@ -68,7 +68,6 @@ def daily_run(tiny_cfg, spark):
     from datetime import timedelta
 
     from dags.runner import ensure_sample, prepare_airflow, run_days
-    from jobs import delta
 
     prepare_airflow(tiny_cfg)
     ensure_sample(tiny_cfg)
@@ -77,17 +76,11 @@ def daily_run(tiny_cfg, spark):
     days = [start, start + timedelta(days=1)]
     run_conf = {"config": "tiny", "set": [f"home={tiny_cfg.home}", *CHEAP_ITEM_SIDE]}
     results = run_days(tiny_cfg, days[:1], run_conf)
-    sids_path = tiny_cfg.table_path("item_sids")
-    sids_day1 = (  # to check that day 2 leaves them alone
-        {r.item_id: (r.codebook_version, tuple(r.codes)) for r in delta.read(spark, sids_path).collect()}
-        if delta.exists(spark, sids_path)
-        else {}
-    )
     day1_lake = tiny_cfg.home_path / "lake-day1"
     shutil.copytree(tiny_cfg.resolve(tiny_cfg.lake_root), day1_lake)
     day1_cfg = tiny_cfg.model_copy(update={"lake_root": str(day1_lake)})
     results += run_days(tiny_cfg, days[1:], run_conf)
     runs = Path(tiny_cfg.resolve(tiny_cfg.reports_dir)) / "runs"
     promotions = [json.loads((runs / d.isoformat() / "promotion.json").read_text()) for d in days]
-    return {"days": days, "results": results, "run_conf": run_conf, "manifest": manifest, "sids_day1": sids_day1,
+    return {"days": days, "results": results, "run_conf": run_conf, "manifest": manifest,
             "promotions": promotions, "day1_cfg": day1_cfg}  # fmt: skip

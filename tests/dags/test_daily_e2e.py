@@ -2,11 +2,11 @@
 
 The run itself is the session fixture ``daily_run`` (tests/conftest.py), shared with the
 report-in-a-browser and cluster tests. Checks every table the DAG writes, the ingest books
-(raw = accepted + quarantined), that a re-run of a day changes no row, and that the run report renders. Item side:
-every catalogue item gets a finite unit embedding and a unique semantic ID, items
-arriving on the second day are encoded with the first day's codebook while the
-first day's items keep their IDs, and the item views are online. The item settings
-are made cheap (``CHEAP_ITEM_SIDE``) to keep the run short.
+(raw = accepted + quarantined), that a re-run of a day changes no row, and that the run
+report renders. Item side: every catalogue item gets a finite unit embedding and a unique
+semantic ID, items arriving on the second day are encoded with the first day's codebook
+while the first day's items keep their IDs (the day-1 lake copy is the "before"), and the
+item views are online. The item settings are made cheap (``CHEAP_ITEM_SIDE``) to keep the run short.
 """
 
 import json
@@ -156,7 +156,7 @@ def test_every_item_has_a_unit_embedding_and_a_unique_semantic_id(daily_run, tin
 
 
 def test_new_items_are_encoded_and_existing_ids_stay(daily_run, tiny_cfg, spark):
-    before, after = daily_run["sids_day1"], _sids(spark, tiny_cfg)
+    before, after = _sids(spark, daily_run["day1_cfg"]), _sids(spark, tiny_cfg)
     assert before and {k: after[k] for k in before} == before
     new = set(after) - set(before)
     reports = Path(tiny_cfg.resolve(tiny_cfg.reports_dir)) / "runs" / daily_run["days"][1].isoformat()
