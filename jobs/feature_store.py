@@ -201,10 +201,13 @@ def _plan_or_apply(cfg: Settings, commit: bool) -> dict:
     # Materialisation intervals are run state the registry keeps on each view. Declared views
     # have none, so after any materialise Feast sees every view as changed, and applying that
     # wipes the intervals (feast-dev/feast#3228). Carry them over: the plan compares definitions.
+    # The declared views are module-level objects: set every one, so intervals of another store
+    # applied earlier in the same process (another config, a test) never leak into this one.
     registered = {fv.name: fv for fv in store.list_feature_views()}
     for fv in repo.feature_views:
-        if fv.name in registered:
-            fv.materialization_intervals = list(registered[fv.name].materialization_intervals)
+        fv.materialization_intervals = list(
+            registered[fv.name].materialization_intervals if fv.name in registered else []
+        )
     registry_diff, infra_diff, new_infra = store.plan(repo)
     changes, unchanged, to_delete = [], 0, []
     for d in registry_diff.feast_object_diffs:

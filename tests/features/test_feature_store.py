@@ -111,17 +111,17 @@ def test_historical_and_online_see_only_current_delta_rows(lake, retrieved):
     for user, ds in [("u1", D2), ("u2", D1), ("u4", D2)]:
         row = got[(user, AFTER_D2)]
         assert row.user_profile__n_events == EXPECTED_USERS[(user, ds)][0]
-        assert list(row.user_sequences__lifelong_item_ids) == EXPECTED_USERS[(user, ds)][1]
+        assert list(row.user_sequences__positive_item_ids) == EXPECTED_USERS[(user, ds)][1][::2]
     assert pd.isna(got[(DELETED_USER, AFTER_D2)].user_profile__n_events)
     assert got[("u1", AFTER_D2)].item_content__title == EXPECTED_TITLES["i1"]
 
     store = feature_store.get_store(lake.cfg)
     online = store.get_online_features(
-        features=["user_profile:n_events", "user_sequences:lifelong_item_ids"],
+        features=["user_profile:n_events", "user_sequences:positive_item_ids"],
         entity_rows=[{"user_id": u} for u in ("u1", "u2", "u4", DELETED_USER)],
     ).to_dict()
     assert online["n_events"] == [4, 9, 1, None]
-    assert online["lifelong_item_ids"][0] == EXPECTED_USERS[("u1", D2)][1]
+    assert online["positive_item_ids"][0] == EXPECTED_USERS[("u1", D2)][1][::2]
     items = store.get_online_features(
         features=["item_content:title"], entity_rows=[{"item_id": i} for i in EXPECTED_TITLES]
     ).to_dict()
@@ -137,7 +137,7 @@ def test_point_in_time_join_never_returns_a_later_value(retrieved):
             assert pd.isna(row.user_profile__n_events), ts
             continue
         n_events, items = EXPECTED_USERS[("u1", ds)]
-        assert (row.user_profile__n_events, list(row.user_sequences__lifelong_item_ids)) == (n_events, items), ts
+        assert (row.user_profile__n_events, list(row.user_sequences__positive_item_ids)) == (n_events, items[::2]), ts
     # bronze.items keeps only the current version (valid from 10-03): earlier rows get null, not the future.
     assert out[("u1", "2026-10-02T12:00:00")].item_content__title is None
     assert out[("u1", "2026-10-03T00:00:00")].item_content__title == EXPECTED_TITLES["i1"]
@@ -165,7 +165,7 @@ def test_check_online_agrees_then_names_a_mismatch(lake):
         ITEM_EMBEDDINGS_VIEW: 1,
         ITEM_STATS_VIEW: 2,
     }
-    assert report["features"][USER_FEATURES_VIEW] == 14 and report["features"][ITEMS_VIEW] == 5
+    assert report["features"][USER_FEATURES_VIEW] == 13 and report["features"][ITEMS_VIEW] == 5  # no lifelong ids
     assert report["features"][ITEM_STATS_VIEW] == 6
 
     store = feature_store.get_store(lake.cfg)
@@ -193,3 +193,14 @@ def test_item_views_serve_the_newest_semantic_id_and_stats(lake):
     assert online["codes"] == list(EXPECTED_CODES.values())
     assert online["n_users"] == [EXPECTED_STATS.get(i, (None, None))[1] for i in EXPECTED_CODES]
     assert online["embedding_source"] == ["cold"] * 3
+
+
+def test_another_store_applied_in_the_same_process_starts_with_nothing_online(lake, tmp_path):
+    """The declared views are module objects: applying a second store (another config, as a test
+    process or a preloaded worker does) must not hand it the first store's materialised days."""
+    feature_store.apply(lake.cfg)  # carries the lake's intervals over (its days are online)
+    assert feature_store.materialized_through(lake.cfg) == D2
+    other = lake.cfg.model_copy(update={"home": str(tmp_path / "other")})
+    feature_store.apply(other)
+    assert feature_store.materialized_through(other) is None
+    assert feature_store.materialized_through(lake.cfg) == D2
