@@ -47,7 +47,7 @@ DS = date(2026, 10, 3)
 DEFAULT_OUT = REPO_ROOT / "var" / "reports" / "bench" / "feature_lookup.json"
 SERVE_COLUMNS = [
     "n_events", "n_positive", "active_days", "tenure_days", "attributes", "short_item_ids",
-    "short_ts", "short_flags", "positive_item_ids", "positive_ts", "lifelong_item_ids",
+    "short_ts", "short_flags", "positive_item_ids", "positive_ts",
 ]  # fmt: skip
 
 

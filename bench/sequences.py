@@ -11,7 +11,7 @@ default data never comes from outside the repository) are written as the
   gold features of the last day's active users);
 * the **incremental day**: ``run(cfg, last_day)`` on chunks and state of days
   1..D-1 (built untimed with ``build_chunks``/``build_state``, which the job's tests
-  prove equal to applying those days one by one): the day's chunk, the state MERGE
+  prove equal to applying those days one by one): the day's chunk, the state append
   of the day's users + the same gold features;
 * the history part of the full rebuild on its own (what DuckDB is compared with);
 * **DuckDB**, same transform, same process: the same events as parquet grouped
@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 from bench.synthetic import EVENTS_SCHEMA, US_PER_DAY, synthetic_events
 from conf.settings import REPO_ROOT, PositiveRule, Settings, TableSpec, load_settings
 from jobs.schemas import FLAG_BITS, HISTORY_EVENT, USER_STATE
-from jobs.user_history import recent_len
+from jobs.user_history import current_state, recent_len
 
 DEFAULT_SIZES = (1_000_000, 10_000_000)
 DEFAULT_OUT = REPO_ROOT / "var" / "reports" / "bench"
@@ -277,9 +277,9 @@ def variant(cfg: Settings, suffix: str) -> Settings:
 
 
 def warm_up(spark, home: Path) -> None:
-    """Run ``jobs.sequences.run`` on a tiny two-day table (MERGE, features, full rebuild) before timing.
+    """Run ``jobs.sequences.run`` on a tiny two-day table (state append, features, full rebuild) before timing.
 
-    The first MERGE and the first feature write of a JVM load classes and JIT-compile
+    The first state write and the first feature write of a JVM load classes and JIT-compile
     code; without this, the first timed phase pays for it and looks several times slower.
     """
     from jobs.sequences import run
@@ -336,7 +336,7 @@ def history_digest_split(df, users) -> dict[str, dict[str, int]]:
 
 
 def active_users(spark, cfg: Settings, ds: date):
-    """user_ids with an event on ``ds`` (the rows a day's MERGE touches)."""
+    """user_ids with an event on ``ds`` (the users whose state the day writes)."""
     from pyspark.sql import functions as F
 
     from jobs import delta
@@ -353,7 +353,8 @@ def write_history(spark, cfg: Settings, events, events_path: str, state_path: st
     seq = cfg.sequences
     delta.overwrite(build_chunks(events, seq.positive), events_path, ("event_date",))
     chunks = delta.read(spark, events_path)
-    delta.overwrite(build_state(chunks, recent_len(cfg), seq.positive_len), state_path)
+    # One row per user: the state table as the weekly maintenance leaves it (jobs/maintenance.py).
+    delta.overwrite(build_state(chunks, recent_len(cfg), seq.positive_len), state_path, ("last_date",))
 
 
 def prepare_history_until(spark, cfg: Settings, last: date) -> None:
@@ -366,26 +367,41 @@ def prepare_history_until(spark, cfg: Settings, last: date) -> None:
     write_history(spark, cfg, events, cfg.table_path("user_events"), cfg.table_path("user_state"))
 
 
-def last_merge_metrics(spark, path: str) -> dict[str, int]:
-    """Delta's operation metrics of the latest MERGE on ``path``: how much of the table it scanned and rewrote."""
+def last_write_metrics(spark, path: str) -> dict:
+    """Delta's operation and metrics of the latest commit on ``path`` (the day's state write)."""
     from delta.tables import DeltaTable
 
-    rows = DeltaTable.forPath(spark, path).history(5).where("operation = 'MERGE'").orderBy("version", ascending=False)
-    first = rows.select("operationMetrics").first()
+    first = DeltaTable.forPath(spark, path).history(1).select("operation", "operationMetrics").first()
     wanted = (
-        "numTargetFilesAdded",
-        "numTargetFilesRemoved",
+        "numOutputRows",
+        "numFiles",
+        "numRemovedFiles",
         "numTargetRowsUpdated",
         "numTargetRowsInserted",
-        "numTargetRowsCopied",
+        "numTargetRowsDeleted",
         "numTargetDeletionVectorsAdded",
-        "numSourceRows",
         "executionTimeMs",
-        "scanTimeMs",
-        "rewriteTimeMs",
     )
-    metrics = dict(first["operationMetrics"]) if first else {}
-    return {k: int(metrics[k]) for k in wanted if k in metrics}
+    metrics = dict(first["operationMetrics"] or {}) if first else {}
+    out: dict = {"operation": first["operation"] if first else None}
+    out.update({k: int(metrics[k]) for k in wanted if k in metrics})
+    return out
+
+
+def lifelong_assembly(spark, cfg: Settings, ds: date) -> int:
+    """The lifelong sequences of ``ds``'s users as ``jobs.lifelong`` assembles them (before the
+    clustering, which needs item embeddings): the one daily step that reads whole histories, no
+    longer part of the sequences day. Returns the items assembled."""
+    from pyspark.sql import functions as F
+
+    from jobs import delta
+    from jobs.lifelong import lifelong_items
+
+    day = F.lit(ds).cast("date")
+    chunks = delta.read(spark, cfg.table_path("user_events")).where(F.col("event_date") <= day)
+    users = chunks.where(F.col("event_date") == day).select("user_id")
+    seqs = lifelong_items(chunks, users, cfg.sequences.lifelong_cap)
+    return int(seqs.agg(F.sum(F.size("lifelong_item_ids"))).first()[0] or 0)
 
 
 def history_only_rebuild(spark, cfg: Settings, suffix: str) -> None:
@@ -565,18 +581,21 @@ def bench_spark(spark, meter: Meter, cfg: Settings, last: date) -> tuple[dict, d
     progress(f"  spark: incremental day {last} (timed)")
     with meter.phase("spark_incremental_day") as inc:
         inc.extra["report"] = run(cfg_inc, last, spark=spark)
-    progress(f"    {inc.wall_s:.1f}s; spark: full rebuild + features of {last} (timed)")
+    progress(f"    {inc.wall_s:.1f}s; spark: lifelong assembly of the day's users (timed, jobs.lifelong)")
+    with meter.phase("spark_lifelong_assembly") as life:
+        life.extra["items"] = lifelong_assembly(spark, cfg_inc, last)
+    progress(f"    {life.wall_s:.1f}s; spark: full rebuild + features of {last} (timed)")
     with meter.phase("spark_full_rebuild") as full:
         full.extra["report"] = run(cfg_full, last, spark=spark, full_rebuild=True)
     progress(f"    {full.wall_s:.1f}s; spark: history-only rebuild (timed)")
     with meter.phase("spark_history_only") as hist:
         history_only_rebuild(spark, cfg, "_history_only")
     progress(f"    {hist.wall_s:.1f}s; spark: checks")
-    inc.extra["merge_metrics"] = last_merge_metrics(spark, cfg_inc.table_path("user_state"))
+    inc.extra["state_write"] = last_write_metrics(spark, cfg_inc.table_path("user_state"))
 
     active = active_users(spark, cfg, last)
     full_h = delta.read(spark, cfg_full.table_path("user_state"))
-    inc_h = delta.read(spark, cfg_inc.table_path("user_state"))
+    inc_h = current_state(delta.read(spark, cfg_inc.table_path("user_state")))  # the day appended a row per user
     full_d, inc_d = history_digest_split(full_h, active), history_digest_split(inc_h, active)
     (full_active, full_all), (inc_active, inc_all) = (full_d["in"], full_d["all"]), (inc_d["in"], inc_d["all"])
     checks = {
@@ -586,7 +605,7 @@ def bench_spark(spark, meter: Meter, cfg: Settings, last: date) -> tuple[dict, d
         "full_eq_incremental_checksum": full_all == inc_all,
         "spark_full": full_all,
     }
-    phases = {p.name: p for p in (prep, inc, full, hist)}
+    phases = {p.name: p for p in (prep, inc, life, full, hist)}
     return phases, checks
 
 
@@ -659,6 +678,7 @@ def bench_size(
     duck_phases, duck_checks = bench_duckdb(meter, files, home / "duckdb", cfg, threads)
 
     full, inc, hist = (spark_phases[k] for k in ("spark_full_rebuild", "spark_incremental_day", "spark_history_only"))
+    life = spark_phases["spark_lifelong_assembly"]
     dfull, dinc = duck_phases["duckdb_full"], duck_phases["duckdb_incremental_day"]
     spark_counts, duck_counts = _comparable(spark_checks["spark_full"]), duck_checks["duckdb_full"]
     return {
@@ -677,6 +697,9 @@ def bench_size(
         "spark_incremental_day_s": inc.wall_s,
         "incremental_over_full": _ratio(inc.wall_s, full.wall_s),
         "incremental_target_met": inc.wall_s <= 0.10 * full.wall_s,
+        # moved out of the sequences day into jobs.lifelong (it reads the day's users' whole histories)
+        "spark_lifelong_assembly_s": life.wall_s,
+        "lifelong_assembly_over_full": _ratio(life.wall_s, full.wall_s),
         "spark_full_events_per_s": _ratio(n, full.wall_s),
         "duckdb_full_s": dfull.wall_s,
         "duckdb_incremental_day_s": dinc.wall_s,
@@ -794,7 +817,7 @@ def replay_ml100k(spark, meter: Meter, root: Path, home: Path, max_days: int | N
     seq = cfg.sequences
     upto = events.where(events.event_date <= days[-1])
     full = history_digest(build_state(build_chunks(upto, seq.positive), recent_len(cfg), seq.positive_len))
-    replayed = history_digest(delta.read(spark, cfg.table_path("user_state")))
+    replayed = history_digest(current_state(delta.read(spark, cfg.table_path("user_state"))))
     tenth = max(1, len(per_day) // 10)
     return {
         "source": source,
@@ -805,7 +828,7 @@ def replay_ml100k(spark, meter: Meter, root: Path, home: Path, max_days: int | N
         "p50_day_s": _percentile(per_day, 50),
         "p95_day_s": _percentile(per_day, 95),
         "max_day_s": max(per_day),
-        # First vs last tenth of the replay: does a day get slower as MERGEs pile up files and deletion vectors?
+        # First vs last tenth of the replay: does a day get slower as state partitions and files pile up?
         "first_tenth_mean_day_s": statistics.fmean(per_day[:tenth]),
         "last_tenth_mean_day_s": statistics.fmean(per_day[-tenth:]),
         "incremental_eq_full_rebuild": replayed == full,
@@ -827,14 +850,9 @@ def _fmt(value: Any, unit: str = "", digits: int = 2) -> str:
     return f"{value:,}{unit}"
 
 
-def _merge_rows(m: dict[str, int]) -> str:
-    keys = ("numTargetRowsUpdated", "numTargetRowsInserted", "numTargetRowsCopied")
-    return " / ".join(_fmt(m.get(k)) for k in keys)
-
-
-def _merge_files(m: dict[str, int]) -> str:
-    keys = ("numTargetFilesRemoved", "numTargetFilesAdded", "numTargetDeletionVectorsAdded")
-    return " / ".join(_fmt(m.get(k)) for k in keys)
+def _state_write(m: dict) -> str:
+    keys = ("numOutputRows", "numFiles", "numTargetRowsUpdated", "numTargetRowsDeleted")
+    return f"{m.get('operation') or 'n/a'}: " + " / ".join(_fmt(m.get(k)) for k in keys)
 
 
 def _steps(phase: dict) -> str:
@@ -854,10 +872,15 @@ def print_size(res: dict) -> None:
         ("Spark full rebuild (chunks + state + features)", _fmt(res["spark_full_rebuild_s"], " s")),
         ("  of which history alone (separate run)", _fmt(res["spark_history_only_s"], " s")),
         ("Spark full rebuild throughput", _fmt(res["spark_full_events_per_s"], " events/s", 0)),
-        ("Spark incremental day (chunk + state MERGE + features)", _fmt(res["spark_incremental_day_s"], " s")),
+        ("Spark incremental day (chunk + state append + features)", _fmt(res["spark_incremental_day_s"], " s")),
         (
             "incremental / full (target <= 10%)",
             f"{_fmt(100 * res['incremental_over_full'], ' %', 1)}  met: {res['incremental_target_met']}",
+        ),
+        (
+            "lifelong assembly of the day's users (jobs.lifelong, not in the day above)",
+            f"{_fmt(res.get('spark_lifelong_assembly_s'), ' s')} = "
+            f"{_fmt(100 * (res.get('lifelong_assembly_over_full') or 0), ' %', 1)} of full",
         ),
         (f"DuckDB full rebuild ({res['duckdb_threads']} threads)", _fmt(res["duckdb_full_s"], " s")),
         ("DuckDB incremental day (rewrites the file)", _fmt(res["duckdb_incremental_day_s"], " s")),
@@ -879,8 +902,10 @@ def print_size(res: dict) -> None:
         ),
         ("Spark incremental day, per step", _steps(ph["spark_incremental_day"])),
         ("Spark full rebuild, per step", _steps(ph["spark_full_rebuild"])),
-        ("MERGE rows updated / inserted / copied", _merge_rows(ph["spark_incremental_day"].get("merge_metrics", {}))),
-        ("MERGE files removed / added, DVs added", _merge_files(ph["spark_incremental_day"].get("merge_metrics", {}))),
+        (
+            "state write: rows / files / rows updated / deleted",
+            _state_write(ph["spark_incremental_day"].get("state_write", {})),
+        ),
         ("check: full == incremental (day's users, events)", str(ck["full_eq_incremental_active"])),
         ("check: full == incremental (whole-table checksum)", str(ck["full_eq_incremental_checksum"])),
         (

@@ -58,7 +58,7 @@ def synthetic(n_items: int = 400, n_users: int = 200, seed: int = 0):
     for u in range(n_users):
         hist = [item_ids[i] for i in rng.integers(1, n_items + 1, size=int(rng.integers(5, 60)))]
         users[str(u)] = {"short_item_ids": hist[-20:], "short_ts": [now - 60 * j for j in range(len(hist[-20:]))][::-1],
-                         "positive_item_ids": hist[::2], "lifelong_item_ids": hist}  # fmt: skip
+                         "positive_item_ids": hist[::2], "item_ids": hist}  # fmt: skip
 
     class Features:
         def user(self, user_id):

@@ -438,6 +438,10 @@ class MaintenanceSettings(_Frozen):
             "user_items": ("item_id", "user_id"),
         }  # fmt: skip
     )
+    # Tables that keep a row per key and day until compacted: (key, day column). Maintenance deletes
+    # each key's rows older than its latest (user_state: a user's current state is their latest row;
+    # the daily append keeps a day cheap, this keeps the table at about one row per user).
+    superseded: dict[str, tuple[str, str]] = Field(default_factory=lambda: {"user_state": ("user_id", "last_date")})
     # Date-partitioned tables: only the partitions of the last N days up to ds are rewritten
     # (older ones were optimized by earlier runs and do not change); None: every partition.
     partition_days: int | None = 8
@@ -485,7 +489,10 @@ DEFAULT_TABLES: dict[str, TableSpec] = {
     "user_events": TableSpec(
         name="user_events", layer="silver", partition_by=("event_date",), keys=("user_id", "event_date")
     ),
-    "user_state": TableSpec(name="user_state", layer="silver", keys=("user_id",)),
+    # one row per user and active day until the weekly maintenance drops superseded rows
+    "user_state": TableSpec(
+        name="user_state", layer="silver", partition_by=("last_date",), keys=("user_id", "last_date")
+    ),
     "user_features": TableSpec(name="user_features", layer="gold", partition_by=("ds",), keys=("user_id", "ds")),
     "training_examples": TableSpec(
         name="training_examples",

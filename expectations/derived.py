@@ -23,7 +23,7 @@ from jobs.schemas import BY_TABLE
 # Array families of each table whose members must stay index-aligned (and, with a
 # ``<family>_ts`` member, chronological). Their caps live in suites.py.
 SEQUENCE_FAMILIES: dict[str, tuple[str, ...]] = {
-    "user_features": ("short", "positive", "lifelong"),
+    "user_features": ("short", "positive"),
     "training_examples": ("context",),
 }
 # Which split values each protocol may write (jobs/training_examples.py).

@@ -180,7 +180,7 @@ def _user_state(cfg: Settings) -> list[Expectation]:
 
 def _user_features(cfg: Settings) -> list[Expectation]:
     seq = cfg.sequences
-    caps = {"short": seq.short_term_len, "positive": seq.positive_len, "lifelong": seq.lifelong_cap}
+    caps = {"short": seq.short_term_len, "positive": seq.positive_len}
     out: list[Expectation] = []
     for family in SEQUENCE_FAMILIES["user_features"]:
         out += [

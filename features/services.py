@@ -13,7 +13,10 @@ signals, positive feedback, compressed lifelong) and nothing else -- the *same* 
 order, so a training row retrieved point-in-time from the one carries exactly what the server reads
 online from the other (tests/features/test_parity.py). Checkpoints name the version they were
 trained on and serving refuses another (``serving.recommend``).
-A change of features means a new ``_v<n+1>`` so trained models keep their contract.
+A change of features means a new ``_v<n+1>`` so trained models keep their contract. One exception,
+made once: ``user_sequences`` no longer carries the raw lifelong sequence (``lifelong_item_ids``, up
+to ``sequences.lifelong_cap`` ids per user and day), because building it made every day cost its
+users' whole histories; v1 now has no lifelong sequence, v2 and v3 read its representatives.
 """
 
 from feast import FeatureService
@@ -69,8 +72,8 @@ onerec_item_v1 = FeatureService(
     tags={"version": "1"},
 )
 
-# One list for both v3 services: training and serving cannot drift apart. The raw lifelong sequence
-# (up to sequences.lifelong_cap ids) is left out: the lifelong pathway reads the representatives.
+# One list for both v3 services: training and serving cannot drift apart. The lifelong pathway reads
+# the representatives (user_lifelong).
 PATHWAY_VIEWS_V3 = [
     user_profile,
     user_sequences[["short_item_ids", "short_ts", "short_flags", "positive_item_ids"]],

@@ -60,13 +60,12 @@ user_sequences = FeatureView(
     ttl=USER_TTL,
     schema=fields_from(
         USER_FEATURES,
-        ["short_item_ids", "short_ts", "short_flags", "positive_item_ids", "positive_ts", "lifelong_item_ids"],
+        ["short_item_ids", "short_ts", "short_flags", "positive_item_ids", "positive_ts"],
         {
             "short_item_ids": "last sequences.short_term_len items, oldest first",
             "short_ts": "unix seconds of short_item_ids",
             "short_flags": "engagement bitmask per short item (like=1 follow=2 comment=4 share=8 dislike=16)",
             "positive_item_ids": "last sequences.positive_len positive-feedback items",
-            "lifelong_item_ids": "all items, last sequences.lifelong_cap kept",
         },
     ),
     source=gold_user_features,

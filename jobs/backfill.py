@@ -109,15 +109,19 @@ def _sequences(spark: SparkSession, cfg: Settings, start: date, end: date) -> tu
     delta.overwrite(build_chunks(events, seq.positive), ev_path, cfg.table("user_events").partition_by)
     chunks = delta.read(spark, ev_path, USER_EVENTS)
     n_recent = recent_len(cfg)
-    with_life = states_by_day(chunks, n_recent, seq.positive_len, seq.lifelong_cap)
-    people = delta.read(spark, cfg.table_path("users"), USERS)
-    life = with_life.select("user_id", "last_date", F.col("lifelong").alias("events"))
-    features = build_user_features(with_life.drop("lifelong"), life, people, None, seq.short_term_len)
-    delta.overwrite(features, cfg.table_path("user_features"), cfg.table("user_features").partition_by)
-    # Read the state rows once more without the lifelong column: narrower, and cached for two stages.
+    # Each user's state as of each of their days: the snapshots, the examples and the state table.
     states = states_by_day(chunks, n_recent, seq.positive_len).localCheckpoint()
+    people = delta.read(spark, cfg.table_path("users"), USERS)
+    features = build_user_features(states, people, None, seq.short_term_len)
+    delta.overwrite(features, cfg.table_path("user_features"), cfg.table("user_features").partition_by)
     latest = states.select("*", F.max("last_date").over(Window.partitionBy("user_id")).alias("_latest"))
-    delta.overwrite(latest.where(F.col("last_date") == F.col("_latest")).drop("_latest"), cfg.table_path("user_state"))
+    # Each user's latest row only: the table as the weekly maintenance leaves it (day by day also
+    # keeps the superseded rows until then; their current state is the same).
+    delta.overwrite(
+        latest.where(F.col("last_date") == F.col("_latest")).drop("_latest"),
+        cfg.table_path("user_state"),
+        cfg.table("user_state").partition_by,
+    )
     return states, {"user_days": states.count()}
 
 

@@ -2,8 +2,10 @@
 
     python -m jobs.lifelong --ds 2026-10-03
 
-For every user active on ``ds`` (the users of ``gold.user_features[ds]``), the distinct items of
-their lifelong sequence as of the end of ``ds`` are reduced to at most ``max_representatives``
+For every user active on ``ds`` (the users of ``silver.user_events[ds]``), the distinct items of
+their lifelong sequence as of the end of ``ds`` -- their last ``sequences.lifelong_cap`` events,
+assembled here from their day chunks up to ``ds`` (the one daily reader of whole histories: the
+feature snapshot does not carry them) -- are reduced to at most ``max_representatives``
 (default 2000) items, following the OneRec technical report (arXiv 2506.13695, lifelong
 pathway; see ../shared/docs/onerec-notes.md): items are clustered by their embeddings
 (``gold.item_embeddings.embedding``) with k-means, ``ceil(m^(1/3))`` clusters for a set of
@@ -38,8 +40,9 @@ from pyspark.sql import functions as F
 from conf.settings import Settings
 from jobs import delta
 from jobs.cli import base_parser, settings_from_args, setup_logging
-from jobs.schemas import ITEM_EMBEDDINGS, USER_FEATURES, USER_LIFELONG_COMPRESSED
+from jobs.schemas import ITEM_EMBEDDINGS, USER_EVENTS, USER_LIFELONG_COMPRESSED
 from jobs.stage_report import write_stage_json
+from jobs.user_history import cap_tail, user_sequences
 
 log = logging.getLogger(__name__)
 _OUT = "user_id string, item_ids array<string>, n_source long"
@@ -114,13 +117,25 @@ def compress_user(frame: pd.DataFrame, budget: int, iterations: int, seed: int) 
     )
 
 
+def lifelong_items(chunks: DataFrame, users: DataFrame, cap: int) -> DataFrame:
+    """``(user_id, lifelong_item_ids)``: the last ``cap`` items of each of ``users``' sequences.
+
+    ``chunks``: ``user_events`` rows up to the day (their ``event_date`` filter prunes later
+    partitions). Chunks are already sorted, so only item ids travel to the per-user grouping.
+    """
+    ids = chunks.join(users, "user_id", "left_semi").select(
+        "user_id", "event_date", F.transform("events", lambda e: e["item_id"]).alias("events")
+    )
+    return user_sequences(ids).select("user_id", cap_tail(F.col("events"), cap).alias("lifelong_item_ids"))
+
+
 def build_compressed(
-    features: DataFrame, embeddings: DataFrame, ds: date, budget: int, iterations: int, seed: int
+    sequences: DataFrame, embeddings: DataFrame, ds: date, budget: int, iterations: int, seed: int
 ) -> DataFrame:
-    """``gold.user_lifelong_compressed`` rows for the users in ``features`` (one ``ds``)."""
+    """``gold.user_lifelong_compressed`` rows for the ``(user_id, lifelong_item_ids)`` of ``sequences`` (one ``ds``)."""
     # Distinct items in order of last occurrence: reverse, keep first occurrences, reverse back.
     distinct = F.reverse(F.array_distinct(F.reverse("lifelong_item_ids")))
-    users = features.select("user_id", distinct.alias("items"))
+    users = sequences.select("user_id", distinct.alias("items"))
     short = users.where(F.size("items") <= budget).select(
         "user_id", F.col("items").alias("item_ids"), F.size("items").cast("long").alias("n_source")
     )
@@ -139,10 +154,12 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
 
     spark = spark or get_spark(cfg)
     life = cfg.item.lifelong
-    features = delta.read(spark, cfg.table_path("user_features"), USER_FEATURES)
-    features = features.where(F.col("ds") == F.lit(ds).cast("date"))
+    day = F.lit(ds).cast("date")
+    chunks = delta.read(spark, cfg.table_path("user_events"), USER_EVENTS).where(F.col("event_date") <= day)
+    users = chunks.where(F.col("event_date") == day).select("user_id")
+    sequences = lifelong_items(chunks, users, cfg.sequences.lifelong_cap)
     embeddings = delta.read(spark, cfg.table_path("item_embeddings"), ITEM_EMBEDDINGS)
-    rows = build_compressed(features, embeddings, ds, life.max_representatives, life.kmeans_iterations, life.seed)
+    rows = build_compressed(sequences, embeddings, ds, life.max_representatives, life.kmeans_iterations, life.seed)
     rows = rows.cache()
     stats = rows.agg(
         F.count("*").alias("users"),

@@ -6,6 +6,9 @@ Daily jobs leave many small files (one replaceWhere per partition and day, MERGE
 deletion vectors (MERGE with deletion vectors on marks rows instead of rewriting files). For
 each table of ``maintenance.tables`` that exists:
 
+* Tables in ``maintenance.superseded`` (``user_state``: one row per user and active day) first
+  lose every row older than its key's latest, in one MERGE; their current content (the latest
+  row per key) is unchanged, and they are optimized whole, since the deletes touch every day.
 * ``OPTIMIZE`` compacts small files; where ``maintenance.zorder`` names columns (the join key:
   ``user_id`` for the user tables, ``item_id`` for the item ones) it Z-orders by them, so the
   reads that select some users or items (lifelong assembly, the state MERGE, item_stats'
@@ -24,7 +27,7 @@ each table of ``maintenance.tables`` that exists:
 
 Figures per table (files and bytes before and after, files added/removed, deleted from storage,
 seconds) go to the day's stage JSON ``maintenance.json`` for the run report. Table content never
-changes (tests/jobs/test_maintenance.py); a re-run finds less to do.
+changes, except the superseded rows (tests/jobs/test_maintenance.py); a re-run finds less to do.
 """
 
 from __future__ import annotations
@@ -114,6 +117,19 @@ def _partition_filter(cfg: Settings, name: str, ds: date) -> str | None:
     return f"{column} >= {delta.date_literal(ds - timedelta(days=days - 1))}"
 
 
+def drop_superseded(spark: SparkSession, path: str, key: str, day: str) -> int:
+    """Delete every row whose ``day`` is older than the latest of its ``key``; the rows deleted."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    latest = delta.read(spark, path).groupBy(key).agg(F.max(day).alias("_latest"))
+    table = DeltaTable.forPath(spark, path)
+    on = f"t.`{key}` = s.`{key}` AND t.`{day}` < s._latest"
+    table.alias("t").merge(latest.alias("s"), on).whenMatchedDelete().execute()
+    metrics = table.history(1).collect()[0]["operationMetrics"] or {}
+    return int(metrics.get("numTargetRowsDeleted", 0))
+
+
 def maintain(spark: SparkSession, cfg: Settings, name: str, ds: date) -> dict:
     """OPTIMIZE (+ Z-order), purge deletion vectors and VACUUM one table; its figures."""
     from delta.tables import DeltaTable
@@ -124,7 +140,9 @@ def maintain(spark: SparkSession, cfg: Settings, name: str, ds: date) -> dict:
     t0 = time.perf_counter()
     before, on_disk = detail(spark, path), stored_files(path)
     table = DeltaTable.forPath(spark, path)
-    where = _partition_filter(cfg, name, ds)
+    superseded = m.superseded.get(name)
+    dropped = drop_superseded(spark, path, *superseded) if superseded else 0
+    where = None if superseded else _partition_filter(cfg, name, ds)
     builder = table.optimize().where(where) if where else table.optimize()
     zorder = tuple(m.zorder.get(name, ()))
     result = builder.executeZOrderBy(*zorder) if zorder else builder.executeCompaction()
@@ -148,6 +166,7 @@ def maintain(spark: SparkSession, cfg: Settings, name: str, ds: date) -> dict:
         "optimize_files_removed": int(metrics["numFilesRemoved"]),
         "optimize_files_added": int(metrics["numFilesAdded"]),
         "dv_files_purged": purged,
+        "superseded_rows_deleted": dropped,
         "retention_set": retention_set,
         "stored_files_before": on_disk,
         "stored_files_after": stored_files(path),

@@ -78,13 +78,17 @@ def collect(cfg: Settings, ds: date) -> dict:
     ]
     feats = _read(spark, cfg, "user_features").where(F.col("ds") == day)
     # Counts only: (length, users) per distinct length, bounded by the caps, not by the user base.
-    sizes = {"short": "short_item_ids", "positive": "positive_item_ids", "lifelong": "lifelong_item_ids"}
-    # One job for the three: (sequence, length) pairs, counted.
+    sizes = {"short": "short_item_ids", "positive": "positive_item_ids"}
+    # One job for the two: (sequence, length) pairs, counted.
     lengths = feats.select(
         F.explode(
             F.array(*[F.struct(F.lit(name).alias("name"), F.size(col).alias("n")) for name, col in sizes.items()])
         )
     ).select("col.*")
+    # The lifelong sequence as the model reads it: its representatives (gold.user_lifelong_compressed).
+    compressed = _read(spark, cfg, "user_lifelong_compressed").where(F.col("ds") == day)
+    sizes["lifelong"] = "item_ids"
+    lengths = lengths.unionByName(compressed.select(F.lit("lifelong").alias("name"), F.size("item_ids").alias("n")))
     counted = lengths.groupBy("name", "n").count().collect()
     data["sequence_lengths"] = {
         name: sorted([int(r["n"]), int(r["count"])] for r in counted if r["name"] == name) for name in sizes
@@ -95,7 +99,7 @@ def collect(cfg: Settings, ds: date) -> dict:
         "bronze.items": _read(spark, cfg, "items").count(),
         "bronze.users": _read(spark, cfg, "users").count(),
         "silver.user_events[ds]": _read(spark, cfg, "user_events").where(F.col("event_date") == day).count(),
-        "silver.user_state": _read(spark, cfg, "user_state").count(),
+        "silver.user_state[last_date=ds]": _read(spark, cfg, "user_state").where(F.col("last_date") == day).count(),
         "gold.user_features[ds]": n_features,
         "quarantine (all)": quarantine.count(),
     }

@@ -140,8 +140,8 @@ USER_FEATURES = StructType(
         _f("short_flags", ArrayType(IntegerType()), False),
         _f("positive_item_ids", ArrayType(StringType()), False),
         _f("positive_ts", ArrayType(LongType()), False),
-        _f("lifelong_item_ids", ArrayType(StringType()), False),
-        _f("lifelong_ts", ArrayType(LongType()), False),
+        # No lifelong sequence: it is assembled from the day chunks only by the lifelong compression
+        # (jobs/lifelong.py), so a day's snapshot costs its users' bounded state, not their history.
         _f("ds", DateType(), False),
     ]
 )

@@ -4,26 +4,23 @@
 
 History is kept in day chunks (jobs/user_history.py explains the layout):
 ``silver.user_events[ds]`` holds one sorted chunk per user active on ``ds`` and is
-replaced whole, and ``silver.user_state`` holds one bounded row per user (recent
-events, last positives, counts, first/last day), MERGEd from the old row and the
-day's chunk only. A day therefore costs its own events plus the bounded state rows of
-its users, never their whole histories; the exception is a re-run or a day applied
-after later days, whose users' states are rebuilt from their chunks (correct in any
-order; tests/jobs/test_sequences.py checks that any order with re-runs ends with the
-tables of a full rebuild). The lifelong column of the gold snapshot is the one place
-that reads a user's whole history: it is assembled from the chunks up to ``ds``
-(partitions after ``ds`` pruned) for the day's users only, capped at ``lifelong_cap``.
-
-Changes from the one-array-per-user layout, where a user has more than
-``lifelong_cap`` events: ``n_positive`` and the positive sequence now count every
-event, not only the last ``lifelong_cap`` (the other columns are unchanged).
+replaced whole, and ``silver.user_state`` holds bounded state rows (recent events, last
+positives, counts, first/last day), partition ``last_date = ds`` holding the states of the
+day's users, each built from their latest earlier row and the day's chunk only. A day
+therefore costs its own events plus one bounded row per active user, never their whole
+histories, and writes one partition instead of MERGEing into rows spread over every file;
+the exception is a re-run or a day applied after later days, whose users' rows from that
+day on are rebuilt from their chunks (correct in any order; tests/jobs/test_sequences.py
+checks that any order with re-runs ends with the tables of an in-order run, and their
+current states with a full rebuild). The lifelong sequence is not part of the snapshot:
+the lifelong compression (jobs/lifelong.py) is the one daily reader of a user's whole
+history, and the model reads its representatives.
 
 ``gold.user_features`` partition ``ds`` holds, for each user active on ``ds``, the
 features as of the end of ``ds`` (events after ``ds`` are ignored, so an
 out-of-order backfill never leaks the future): static counts and attributes, the
-short-term sequence with its signals, the positive-feedback sequence and the
-lifelong sequence. A user's latest row at or before a time is their state then
-(the point-in-time join Feast does). When a day is applied after later days (a
+short-term sequence with its signals and the positive-feedback sequence. A user's
+latest row at or before a time is their state then (the point-in-time join Feast does). When a day is applied after later days (a
 backfill out of order), the later snapshots are rewritten from the chunks, so any
 replay order ends with the same tables.
 """
@@ -34,9 +31,8 @@ import json
 import logging
 import time
 from datetime import date
-from functools import reduce
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from conf.settings import Settings
@@ -49,9 +45,11 @@ from jobs.user_history import (  # noqa: F401 - positive_expr, with_history_even
     build_chunks,
     build_state,
     cap_tail,
+    current_state,
     positive_expr,
     recent_as_of_last,
     recent_len,
+    states_by_day,
     user_sequences,
     with_history_event,
 )
@@ -59,27 +57,19 @@ from jobs.user_history import (  # noqa: F401 - positive_expr, with_history_even
 log = logging.getLogger(__name__)
 
 
-def build_user_features(
-    state: DataFrame, lifelong: DataFrame, users: DataFrame, ds: date | None, short_len: int
-) -> DataFrame:
+def build_user_features(state: DataFrame, users: DataFrame, ds: date | None, short_len: int) -> DataFrame:
     """Feature snapshots, each as of the end of its state row's ``last_date`` (the snapshot's ``ds``).
 
     ``state``: ``user_state`` rows as of their snapshot day: for one day ``ds``, the rows with
-    ``last_date`` = ``ds`` of the day's users (:func:`state_as_of`); for a range, one row per user
-    and active day (``jobs.user_history.states_by_day``). ``lifelong``: ``(user_id, events)``, the
-    capped lifelong sequences as of ``ds`` (:func:`lifelong_of`), or ``(user_id, last_date, events)``
-    for a range (``ds`` None).
+    ``last_date`` = ``ds`` of the day's users (:func:`state_on`); for a range, one row per user
+    and active day (``jobs.user_history.states_by_day``; ``ds`` None).
     """
-    if "last_date" not in lifelong.columns:
-        lifelong = lifelong.withColumn("last_date", F.lit(ds).cast("date"))
     day = F.col("last_date")
 
     def epoch(arr: Column) -> Column:
         return F.transform(arr, lambda e: F.unix_seconds(e["ts"]))
 
-    df = state.join(lifelong.withColumnRenamed("events", "_life"), ["user_id", "last_date"]).select(
-        "*", recent_as_of_last(short_len).alias("_short")
-    )
+    df = state.select("*", recent_as_of_last(short_len).alias("_short"))
     out = df.join(users.select("user_id", "attributes"), "user_id", "left").select(
         "user_id",
         F.date_add(day, 1).cast("timestamp").alias("event_timestamp"),
@@ -96,8 +86,6 @@ def build_user_features(
         F.transform("_short", lambda e: e["flags"]).alias("short_flags"),
         F.transform("positives", lambda e: e["item_id"]).alias("positive_item_ids"),
         epoch(F.col("positives")).alias("positive_ts"),
-        F.transform("_life", lambda e: e["item_id"]).alias("lifelong_item_ids"),
-        epoch(F.col("_life")).alias("lifelong_ts"),
         day.alias("ds"),
     )
     return out.select(*[F.col(f.name).cast(f.dataType) for f in USER_FEATURES.fields])
@@ -106,49 +94,62 @@ def build_user_features(
 def state_as_of(spark: SparkSession, cfg: Settings, ds: date, users: DataFrame | None = None) -> DataFrame:
     """``user_state`` rows as of the end of ``ds`` (of ``users``, a ``user_id`` frame, or everyone).
 
-    A state row is as of its ``last_date``: rows up to ``ds`` are read as they are. Users whose
-    state is already past ``ds`` (a day replayed after later ones) are rebuilt from their chunks
-    up to ``ds``; in an in-order run there are none and no chunk is read.
+    A user with no row after ``ds`` has their latest row as their state then. Users with rows
+    after ``ds`` (a day replayed after later ones, or compacted history) are rebuilt from their
+    chunks up to ``ds``; in an in-order run there are none (only partitions after ``ds`` are
+    looked at) and no chunk is read.
     """
     day = F.lit(ds).cast("date")
     state = delta.read(spark, cfg.table_path("user_state"), USER_STATE)
     if users is not None:
         state = state.join(users, "user_id", "left_semi")
-    current = state.where(F.col("last_date") <= day)
-    ahead = state.where(F.col("last_date") > day).select("user_id")
+    ahead = state.where(F.col("last_date") > day).select("user_id").distinct()
     if ahead.limit(1).count() == 0:
-        return current
-    chunks = delta.read(spark, cfg.table_path("user_events"), USER_EVENTS).where(F.col("event_date") <= day)
-    rebuilt = build_state(chunks.join(ahead, "user_id", "left_semi"), recent_len(cfg), cfg.sequences.positive_len)
-    return current.unionByName(rebuilt)
+        return current_state(state)
+    current = current_state(state.where(F.col("last_date") <= day).join(ahead, "user_id", "left_anti"))
+    return current.unionByName(_rebuilt_as_of(spark, cfg, ds, ahead))
 
 
-def lifelong_of(spark: SparkSession, cfg: Settings, ds: date, users: DataFrame) -> DataFrame:
-    """``(user_id, events)``: the last ``lifelong_cap`` events up to ``ds`` of ``users``, from their chunks.
+def _rebuilt_as_of(spark: SparkSession, cfg: Settings, ds: date, users: DataFrame) -> DataFrame:
+    """``build_state`` of ``users``' chunks up to ``ds``: their state as of ``ds``, from history."""
+    chunks = delta.read(spark, cfg.table_path("user_events"), USER_EVENTS).where(
+        F.col("event_date") <= F.lit(ds).cast("date")
+    )
+    return build_state(chunks.join(users, "user_id", "left_semi"), recent_len(cfg), cfg.sequences.positive_len)
 
-    Partitions after ``ds`` are pruned; the others are read for these users only (data
-    skipping on ``user_id`` once jobs/maintenance.py has Z-ordered the table).
+
+def state_on(spark: SparkSession, cfg: Settings, ds: date, users: DataFrame) -> DataFrame:
+    """``user_state`` rows as of ``ds`` of ``users``, all active on ``ds``: partition ``ds`` only.
+
+    Every row the table keeps is a true state as of its ``last_date``, so an active user's row
+    dated ``ds`` is their state then; one without it (a later day's rebuild dropped it) is rebuilt
+    from the chunks. The cost is the day's partition, whatever the history.
     """
-    chunks = delta.read(spark, cfg.table_path("user_events"), USER_EVENTS)
-    chunks = chunks.where(F.col("event_date") <= F.lit(ds).cast("date")).join(users, "user_id", "left_semi")
-    seqs = user_sequences(chunks)
-    return seqs.select("user_id", cap_tail(F.col("events"), cfg.sequences.lifelong_cap).alias("events"))
+    state = delta.read(spark, cfg.table_path("user_state"), USER_STATE)
+    on_day = state.where(F.col("last_date") == F.lit(ds).cast("date")).join(users, "user_id", "left_semi")
+    missing = users.join(on_day.select("user_id"), "user_id", "left_anti")
+    if missing.limit(1).count() == 0:
+        return on_day
+    return on_day.unionByName(_rebuilt_as_of(spark, cfg, ds, missing))
 
 
 def features_for(spark: SparkSession, cfg: Settings, ds: date, users: DataFrame) -> DataFrame:
     """``gold.user_features[ds]`` rows for ``users`` (the users active on ``ds``)."""
     people = delta.read(spark, cfg.table_path("users"), USERS)
-    state = state_as_of(spark, cfg, ds, users)
-    return build_user_features(state, lifelong_of(spark, cfg, ds, users), people, ds, cfg.sequences.short_term_len)
+    state = state_on(spark, cfg, ds, users)
+    return build_user_features(state, people, ds, cfg.sequences.short_term_len)
 
 
 def update_state(spark: SparkSession, cfg: Settings, ds: date, day_chunks: DataFrame) -> dict[str, int]:
-    """MERGE day ``ds`` (its ``user_events`` rows, not yet written) into ``silver.user_state``.
+    """Apply day ``ds`` (its ``user_events`` rows, not yet written) to ``silver.user_state``.
 
-    Users whose state is older than ``ds`` (every active user of an in-order run) get
-    :func:`append_day` of their old row and the day: the day's cost. The others (a re-run, a
-    day older than the state, a user whose events on ``ds`` are gone) are rebuilt from their
-    chunks with the new day in place of the stored one; one left with no events is deleted.
+    Users with no row dated ``ds`` or later (every active user of an in-order run) get
+    :func:`append_day` of their latest row and the day, written as partition ``ds``: the day's
+    cost. The others (a re-run, a day older than their state, a user whose events on ``ds`` are
+    gone) are rebuilt from their chunks with the new day in place of the stored one: their rows
+    dated ``ds`` or later become their states as of each of those days again, and a row left
+    without its day is deleted, in one MERGE on ``(user_id, last_date)``. The table then holds what
+    an in-order run would (tests/jobs/test_sequences.py).
     Run before the day's partition is replaced, so a crash in between is repaired by a re-run
     (the stored partition still names the users it held).
     """
@@ -156,50 +157,66 @@ def update_state(spark: SparkSession, cfg: Settings, ds: date, day_chunks: DataF
 
     n_recent, pos_len = recent_len(cfg), cfg.sequences.positive_len
     day = F.lit(ds).cast("date")
-    st_path = cfg.table_path("user_state")
+    st_path, spec = cfg.table_path("user_state"), cfg.table("user_state")
     chunks = delta.read(spark, cfg.table_path("user_events"), USER_EVENTS)
     state = delta.read(spark, st_path, USER_STATE)
-    touched = day_chunks.select("user_id").unionByName(chunks.where(F.col("event_date") == day).select("user_id"))
-    in_day = day_chunks.select("user_id", F.lit(True).alias("_in_day"))
+    ahead = state.where(F.col("last_date") >= day).select("user_id").distinct()  # partitions >= ds only
+    stored = chunks.where(F.col("event_date") == day).select("user_id")
+    touched = day_chunks.select("user_id").unionByName(stored).unionByName(ahead).distinct()
     kind = (
-        touched.distinct()
-        .join(state.select("user_id", "last_date"), "user_id", "left")
-        .join(in_day, "user_id", "left")
-        .select(
-            "user_id", (F.col("_in_day").isNotNull() & F.coalesce(F.col("last_date") < day, F.lit(True))).alias("_fast")
-        )
+        touched.join(ahead.select("user_id", F.lit(True).alias("_ahead")), "user_id", "left")
+        .join(day_chunks.select("user_id", F.lit(True).alias("_in_day")), "user_id", "left")
+        .select("user_id", (F.col("_in_day").isNotNull() & F.col("_ahead").isNull()).alias("_fast"))
         .localCheckpoint()
     )
     fast, slow = kind.where("_fast").select("user_id"), kind.where("NOT _fast").select("user_id")
     counts = {r["_fast"]: r["count"] for r in kind.groupBy("_fast").count().collect()}
     n_fast, n_slow = counts.get(True, 0), counts.get(False, 0)
-    parts = []
-    if n_fast:
-        parts.append(
-            append_day(
-                state.join(fast, "user_id", "left_semi"),
-                day_chunks.join(fast, "user_id", "left_semi"),
-                n_recent,
-                pos_len,
-            )
+    appended = append_day(
+        current_state(state.where(F.col("last_date") < day).join(fast, "user_id", "left_semi")),
+        day_chunks.join(fast, "user_id", "left_semi"),
+        n_recent,
+        pos_len,
+    )
+    if n_slow == 0:
+        delta.overwrite_partition(appended, st_path, spec.partition_by, f"last_date = {delta.date_literal(ds)}")
+        return {"appended": n_fast, "rebuilt": 0}
+    # The slow users' states as of each of their days from ds on (and as of their last day, which
+    # may be before ds when their events of ds are gone), rebuilt from their chunks with the new day.
+    source = chunks.where(F.col("event_date") != day).unionByName(day_chunks).join(slow, "user_id", "left_semi")
+    by_day = states_by_day(source, n_recent, pos_len)
+    last = F.max("last_date").over(Window.partitionBy("user_id"))
+    rebuilt = (
+        by_day.select("*", last.alias("_last"))
+        .where((F.col("last_date") >= day) | (F.col("last_date") == F.col("_last")))
+        .drop("_last")
+        .localCheckpoint()
+    )
+    keys = ["user_id", "last_date"]
+    stale = (
+        state.where(F.col("last_date") >= day)
+        .join(slow, "user_id", "left_semi")
+        .select(*keys)
+        .join(rebuilt.select(*keys), keys, "left_anti")
+    )
+    nulls = [F.lit(None).cast(f.dataType).alias(f.name) for f in USER_STATE.fields if f.name not in keys]
+    source = appended.unionByName(rebuilt).withColumn("_op", F.lit("put"))
+    source = source.unionByName(stale.select(*keys, *nulls, F.lit("del").alias("_op")))
+    lowest = min([ds, *(r[0] for r in rebuilt.agg(F.min("last_date")).collect() if r[0] is not None)])
+    on = f"t.last_date >= {delta.date_literal(lowest)} AND t.user_id = s.user_id AND t.last_date = s.last_date"
+    values = {f.name: f"s.{f.name}" for f in USER_STATE.fields}
+    if not delta.exists(spark, st_path):
+        delta.overwrite(source.where("_op = 'put'").drop("_op"), st_path, spec.partition_by)
+    else:
+        (
+            DeltaTable.forPath(spark, st_path)
+            .alias("t")
+            .merge(source.alias("s"), on)
+            .whenMatchedUpdate(condition="s._op = 'put'", set=values)
+            .whenMatchedDelete(condition="s._op = 'del'")
+            .whenNotMatchedInsert(condition="s._op = 'put'", values=values)
+            .execute()
         )
-    if n_slow:
-        source = chunks.where(F.col("event_date") != day).unionByName(day_chunks).join(slow, "user_id", "left_semi")
-        parts.append(slow.join(build_state(source, n_recent, pos_len), "user_id", "left"))
-    if parts:
-        updates = reduce(DataFrame.unionByName, parts).localCheckpoint()
-        if not delta.exists(spark, st_path):
-            delta.overwrite(updates.where(F.col("last_date").isNotNull()), st_path)
-        else:
-            (
-                DeltaTable.forPath(spark, st_path)
-                .alias("t")
-                .merge(updates.alias("s"), "t.user_id = s.user_id")
-                .whenMatchedDelete(condition="s.last_date IS NULL")
-                .whenMatchedUpdateAll()
-                .whenNotMatchedInsertAll(condition="s.last_date IS NOT NULL")
-                .execute()
-            )
     return {"appended": n_fast, "rebuilt": n_slow}
 
 
@@ -258,7 +275,9 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None, full_rebuild
         delta.overwrite(build_chunks(events, seq.positive), ev_path, spec.partition_by)
         lap("user_events")
         chunks = delta.read(spark, ev_path, USER_EVENTS)
-        delta.overwrite(build_state(chunks, recent_len(cfg), seq.positive_len), st_path)
+        delta.overwrite(
+            build_state(chunks, recent_len(cfg), seq.positive_len), st_path, cfg.table("user_state").partition_by
+        )
         lap("user_state")
         merged = {"appended": 0, "rebuilt": n_users}
     else:

@@ -99,7 +99,7 @@ def ingest(ds: str, run_conf: dict | None = None) -> dict:
 @_written_by_bulk
 @_tags_commits
 def sequences(ds: str, run_conf: dict | None = None) -> dict:
-    """bronze.events[ds] -> silver.user_events[ds] + silver.user_state (MERGE) -> gold.user_features[ds]."""
+    """bronze.events[ds] -> silver.user_events[ds] + silver.user_state[last_date=ds] -> gold.user_features[ds]."""
     from jobs import sequences as job
 
     return job.run(settings_for_run(run_conf), _day(ds))
@@ -172,7 +172,7 @@ def semantic_ids(ds: str, run_conf: dict | None = None, mode: str = "auto") -> d
 
 @_tags_commits
 def lifelong(ds: str, run_conf: dict | None = None) -> dict:
-    """gold.user_features[ds] lifelong sequences -> gold.user_lifelong_compressed[ds] (<= N representatives)."""
+    """silver.user_events up to ds (the day's users) -> gold.user_lifelong_compressed[ds] (<= N representatives)."""
     from jobs import lifelong as job
 
     return job.run(settings_for_run(run_conf), _day(ds))

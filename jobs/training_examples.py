@@ -12,8 +12,8 @@
   training sequence). Users with fewer than 3 events are skipped.
 
 Each reads only what it needs: ``next_day`` the day's chunk (``silver.user_events[ds]``,
-the targets) and the bounded state rows of the users with a target (their context is
-the state's events before ``ds``); ``leave_one_out`` the state rows as of ``ds``
+the targets) and the bounded state rows of the users with a target (``user_state``
+partition ``ds``; their context is the state's events before ``ds``); ``leave_one_out`` the state rows as of ``ds``
 (``jobs.sequences.state_as_of``: ``recent`` holds the last context + 3 events), never a
 whole history. This is the same as the latest ``gold.user_features`` row at or before
 the cutoff (the feature store does the point-in-time join for the online path, see
@@ -125,14 +125,14 @@ def build_leave_one_out(state: DataFrame, ds: date | None, context_len: int) -> 
 
 def examples(spark: SparkSession, cfg: Settings, protocol: str, ds: date) -> DataFrame:
     """The rows of ``protocol`` for ``ds``, reading only the tables' parts that protocol needs."""
-    from jobs.sequences import state_as_of
+    from jobs.sequences import state_as_of, state_on
 
     ctx = cfg.training_examples.context_len
     if protocol == "next_day":
         day = delta.read(spark, cfg.table_path("user_events"), USER_EVENTS)
         day = day.where(F.col("event_date") == F.lit(ds).cast("date"))
         users = day.where(F.col("n_positive") > 0).select("user_id")
-        return build_next_day(state_as_of(spark, cfg, ds, users), day, ctx)
+        return build_next_day(state_on(spark, cfg, ds, users), day, ctx)  # their state partition ds only
     return build_leave_one_out(state_as_of(spark, cfg, ds), ds, ctx)
 
 

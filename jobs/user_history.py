@@ -11,8 +11,15 @@ it is also far fewer rows (one per active user-day) for the Delta log and the jo
 day is one partition, replaced whole (``replaceWhere``), so a re-run rewrites the same
 rows and a window of days reads only its partitions.
 
-``silver.user_state``: one bounded row per user, the state as of their last active day
-(``last_date``): the ``recent`` events (the last ``recent_len`` events dated before
+``silver.user_state``, partitioned by ``last_date``: bounded rows, each the state of one user as
+of the end of one of their active days (``last_date``). A day appends the rows of its users
+(partition ``ds``) instead of MERGEing into one row per user: a MERGE rewrites, through
+deletion vectors, rows spread over every file, which at 10M events cost more than rebuilding
+the whole state (bench/README.md). A user's current state is their latest row
+(:func:`current_state`); the weekly maintenance deletes the rows a later one supersedes
+(``maintenance.superseded``). Every row kept is a true state as of its ``last_date``: applying
+a day drops the rows of its users dated that day or later (a re-run, a day replayed after later
+ones) and writes the rebuilt latest row instead. A row holds the ``recent`` events (the last ``recent_len`` events dated before
 ``last_date``, then every event of ``last_date``), the last ``positive_len`` positives,
 counts, active days, first/last day and time. ``recent`` keeps the last day apart so the
 state both as of ``last_date`` (short-term sequence, leave-one-out) and as of the day
@@ -178,6 +185,13 @@ def append_day(state: DataFrame, day: DataFrame, n_recent: int, positive_len: in
     )
 
 
+def current_state(state: DataFrame) -> DataFrame:
+    """Each user's latest ``user_state`` row (the state as of their last active day)."""
+    rest = [c for c in state.columns if c != "user_id"]
+    latest = state.groupBy("user_id").agg(F.max_by(F.struct(*rest), "last_date").alias("_s"))
+    return latest.select("user_id", *[F.col(f"_s.{c}").alias(c) for c in rest])
+
+
 def recent_as_of_last(n: int) -> Column:
     """The last ``n`` events as of the end of ``last_date`` (state columns in scope)."""
     return cap_tail(F.col("recent"), n)
@@ -201,13 +215,12 @@ def _tail_through(arr: str, order: str, k: int) -> Column:
     return cap_tail(F.flatten(F.transform(F.array_sort(parts), lambda c: c["a"])), k)
 
 
-def states_by_day(chunks: DataFrame, n_recent: int, positive_len: int, lifelong_cap: int | None = None) -> DataFrame:
+def states_by_day(chunks: DataFrame, n_recent: int, positive_len: int) -> DataFrame:
     """``user_state`` rows as of every active day of every user (one per chunk), from the chunks alone.
 
     Row ``(u, d)`` equals :func:`build_state` of ``u``'s chunks up to ``d`` (its ``last_date`` is
     ``d``): the bulk backfill's state and snapshots for a whole range in one pass, with date-keyed
-    window frames instead of a loop over days (tests/jobs/test_backfill.py). With ``lifelong_cap``,
-    a ``lifelong`` column: the last ``lifelong_cap`` events up to ``d`` (:func:`user_sequences`, capped).
+    window frames instead of a loop over days (tests/jobs/test_backfill.py).
     """
     upto = Window.partitionBy("user_id").orderBy("event_date").rowsBetween(Window.unboundedPreceding, 0)
     by_day = Window.partitionBy("user_id").orderBy("event_date")
@@ -229,8 +242,6 @@ def states_by_day(chunks: DataFrame, n_recent: int, positive_len: int, lifelong_
     )
     tails = [_tail_through("events", "_cum", n_recent).alias("_through"),
              _tail_through("_pos", "_pcum", positive_len).alias("_positives")]  # fmt: skip
-    if lifelong_cap is not None:
-        tails.append(_tail_through("events", "_cum", lifelong_cap).alias("lifelong"))
     df = df.select("*", *tails)
     empty = F.filter(F.col("events"), lambda e: F.lit(False))  # a typed empty array
     before = F.coalesce(F.lag("_through", 1).over(by_day), empty)
@@ -247,4 +258,4 @@ def states_by_day(chunks: DataFrame, n_recent: int, positive_len: int, lifelong_
         F.element_at(F.col("events"), -1)["ts"].alias("last_ts"),
     )
     cols = [F.col(f.name).cast(f.dataType) for f in USER_STATE.fields]
-    return out.select(*cols, *(["lifelong"] if lifelong_cap is not None else []))
+    return out.select(*cols)

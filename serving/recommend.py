@@ -167,7 +167,8 @@ class Recommender:
 
         short_ids = [i for i in (feats.get("short_item_ids") or []) if i in self.index]
         short_ts = dict(zip(feats.get("short_item_ids") or [], feats.get("short_ts") or [], strict=False))
-        short, pos, life = known("short_item_ids"), known("positive_item_ids"), known("lifelong_item_ids")
+        # the lifelong sequence as the feature store serves it: its representatives (user_lifelong:item_ids)
+        short, pos, life = known("short_item_ids"), known("positive_item_ids"), known("item_ids")
         if not (short or pos or life):
             return None
         cfg = self.cfg
@@ -255,7 +256,7 @@ def load(cfg, checkpoint: str | None = None, features: FeatureReader | None = No
         from models.checkpoint import read_manifest
 
         p = cfg.model.pathways
-        service = p.serve_service if p.from_feature_store else "onerec_serve_v1"
+        service = p.serve_service if p.from_feature_store else "onerec_serve_v2"  # v2: + lifelong representatives
         trained_on = (read_manifest(directory).get("versions") or {}).get("feature_service")
         check_feature_service(trained_on, service if p.from_feature_store else None, version)
         features = FeastReader(get_store(cfg), trained_on or service)

@@ -68,6 +68,9 @@ def test_tiny_run_writes_a_sane_report(spark, tmp_path):
 
     phases = size["phases"]
     assert {"spark_full_rebuild", "spark_incremental_day", "duckdb_full", "duckdb_incremental_day"} <= phases.keys()
+    # the lifelong assembly jobs.lifelong does, timed apart: every event of the day's users, capped
+    assert phases["spark_lifelong_assembly"]["items"] > 0 and size["spark_lifelong_assembly_s"] > 0
+    assert phases["spark_incremental_day"]["state_write"]["operation"] == "WRITE"  # an append, no MERGE
     assert all(p["wall_s"] > 0 for p in phases.values())
     # The temp state is removed unless --keep; only the (empty) parent folder stays.
     assert list(work.iterdir()) == []

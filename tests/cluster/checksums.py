@@ -5,7 +5,10 @@ layout or row order (a cluster spreads rows over executors, ``local[N]`` over th
 A table's checksum is its row count and the sum (mod 2**64) of a hash of each row's
 canonical text: floats at ``digits`` significant digits (summation order differs between
 executors in the last bits), lists element by element, and the run's home folder in
-strings (``source_file``) replaced by ``{home}``.
+strings (``source_file``) replaced by ``{home}``. A table that keeps a row per key and day
+until maintenance compacts it (``maintenance.superseded``: ``user_state``) is summed over its
+content, each key's latest row: which superseded rows are still there depends on how the
+days arrived (in order, out of order, in bulk), not on what the table says.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ def table_checksum(cfg: Settings, table: str, digits: int = 6) -> dict[str, Any]
         df = read_delta(cfg.table_path(table), storage_options=cfg.lake_storage_options())
     except (TableNotFoundError, FileNotFoundError):
         return {"absent": True}
+    if table in cfg.maintenance.superseded:
+        key, day = cfg.maintenance.superseded[table]
+        df = df.sort_values(day, kind="stable").groupby(key, sort=False).tail(1)
     home = cfg.resolve("{home}")
     total = 0
     columns = sorted(df.columns)

@@ -73,7 +73,9 @@ def test_every_day_succeeds_and_every_table_is_written(daily_run, tiny_cfg, spar
     feats = delta.read(spark, tiny_cfg.table_path("user_features")).where(F.col("ds") == F.lit(day1))
     active = events.where(F.col("event_date") == F.lit(day1)).select("user_id").distinct().count()
     assert feats.count() == active > 0
-    state = delta.read(spark, tiny_cfg.table_path("user_state"))
+    from jobs.user_history import current_state
+
+    state = current_state(delta.read(spark, tiny_cfg.table_path("user_state")))
     assert state.count() == events.select("user_id").distinct().count()
     assert state.select(F.sum("n_events")).first()[0] == events.count()
     chunks = delta.read(spark, tiny_cfg.table_path("user_events"))

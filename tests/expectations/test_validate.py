@@ -74,8 +74,6 @@ def _user_features(user: str, n_short: int) -> dict[str, Any]:
         "short_flags": [0] * n_short,
         "positive_item_ids": items[:1],
         "positive_ts": ts[:1],
-        "lifelong_item_ids": items,
-        "lifelong_ts": ts,
         "ds": DS,
     }
 
@@ -292,40 +290,35 @@ def test_user_state_with_recent_window_over_its_bound_raises(spark, lake_cfg, va
 
 
 def test_an_unpartitioned_table_is_validated_on_the_rows_its_day_wrote(spark, lake_cfg, validate):
-    """user_state: day 1 writes a broken row, day 2 MERGEs two other users. Day 2 validates its two
-    rows only (passes, row count 2); day 1 still finds its broken row; untagged writes: whole table."""
+    """users: day 1 writes a broken (duplicated) user, day 2 MERGEs two other users. Day 2 validates
+    its two rows only (passes, row count 2); day 1 still finds its broken rows; untagged writes:
+    the whole table."""
     from expectations.report import DataQualityError
-    from jobs.user_history import recent_len
 
     day1, day2 = DS - timedelta(days=1), DS
 
-    def state(name: str, n_recent: int, last: date) -> dict[str, Any]:
-        # all but the last event a day earlier: the window before the last day is what the suite bounds
-        days = [last - timedelta(days=1)] * (n_recent - 1) + [last]
-        recent = [{**_history_event(k, f"i{k:04d}"), "ts": datetime.combine(d, T0.time()) + timedelta(minutes=k),
-                   "event_date": d} for k, d in enumerate(days)]  # fmt: skip
-        return {"user_id": name, "recent": recent, "positives": [], "n_events": n_recent, "n_positive": 0,
-                "active_days": len(set(days)), "first_date": days[0], "last_date": last, "first_ts": recent[0]["ts"],
-                "last_ts": recent[-1]["ts"]}  # fmt: skip
+    def user(name: str, day: date) -> dict[str, Any]:
+        return {"user_id": name, "attributes": {"age": "30"}, "content_hash": f"h-{name}-{day}",
+                "source_file": "users.csv", "updated_ds": day}  # fmt: skip
 
-    path, schema = lake_cfg.table_path("user_state"), schemas.USER_STATE
+    path, schema = lake_cfg.table_path("users"), schemas.USERS
     with delta.commit_tag(spark, delta.day_tag(day1)):
-        rows = [state("a", 1, day1), state("broken", recent_len(lake_cfg) + 2, day1), state("c", 1, day1)]
+        rows = [user("a", day1), user("broken", day1), user("broken", day1), user("c", day1)]
         delta.overwrite(spark.createDataFrame(rows, schema), path)
     with delta.commit_tag(spark, delta.day_tag(day2)):
-        delta.merge_upsert(spark, spark.createDataFrame([state("a", 2, day2), state("d", 1, day2)], schema),
+        delta.merge_upsert(spark, spark.createDataFrame([user("a", day2), user("d", day2)], schema),
                            path, keys=["user_id"])  # fmt: skip
 
-    report = validate(spark, lake_cfg, "user_state", day2)
-    assert report.success and report.row_count == 2  # a (updated) and d (new), not the 4-row table
+    report = validate(spark, lake_cfg, "users", day2)
+    assert report.success and report.row_count == 2  # a (updated) and d (new), not the 5-row table
     with pytest.raises(DataQualityError, match="broken"):
-        validate(spark, lake_cfg, "user_state", day1)
-    assert validate(spark, lake_cfg, "user_state", DS + timedelta(days=1)).row_count == 0  # wrote nothing
+        validate(spark, lake_cfg, "users", day1)
+    assert validate(spark, lake_cfg, "users", DS + timedelta(days=1)).row_count == 0  # wrote nothing
 
     untagged = lake_cfg.model_copy(update={"home": str(Path(lake_cfg.home) / "untagged")})
-    delta.overwrite(spark.createDataFrame([state("a", 1, day1), state("d", 1, day1)], schema),
-                    untagged.table_path("user_state"))  # fmt: skip
-    assert validate(spark, untagged, "user_state", day2).row_count == 2  # whole table
+    delta.overwrite(spark.createDataFrame([user("a", day1), user("d", day1)], schema),
+                    untagged.table_path("users"))  # fmt: skip
+    assert validate(spark, untagged, "users", day2).row_count == 2  # whole table
 
 
 def test_spark_engine_finds_the_same_failures_as_pandas(spark, events_cfg, validate):

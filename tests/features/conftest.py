@@ -50,8 +50,6 @@ def user_row(user_id: str, ds: date, items: list[str], n_events: int | None = No
         "short_flags": [1, 0, 3][-len(items[-3:]) :] if items else [],
         "positive_item_ids": items[::2],
         "positive_ts": ts[::2],
-        "lifelong_item_ids": items,
-        "lifelong_ts": ts,
         "ds": ds,
     }
 

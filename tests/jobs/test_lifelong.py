@@ -1,13 +1,15 @@
 """Lifelong compression: <= N representatives, members of the input, deterministic, short users untouched."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
+from conf.settings import PositiveRule
 from jobs import delta, lifelong
-from jobs.schemas import ITEM_EMBEDDINGS, USER_FEATURES
+from jobs.schemas import EVENTS, ITEM_EMBEDDINGS
+from jobs.user_history import build_chunks
 
 DS = date(2026, 10, 5)
 
@@ -51,17 +53,21 @@ def test_run_compresses_long_users_only_and_is_idempotent(spark, lake_cfg):
     emb = [(f"i{k}", None, None, [float(v) for v in x[k]], "content", "h", "v", DS) for k in range(40)]
     delta.overwrite(spark.createDataFrame(emb, ITEM_EMBEDDINGS), cfg.table_path("item_embeddings"))
     long_seq = [f"i{k % 40}" for k in range(60)]  # 40 distinct items, repeats
-    ts = datetime(2026, 10, 6, tzinfo=UTC)
-    base = (1, 1, 1, 1, None, [], [], [], [], [], [], [], [])  # counts, attributes, short_*, positive_*
-    features = [
-        ("u1", ts, *base, long_seq, list(range(60)), DS),
-        ("u2", ts, *base, ["i3", "i1", "i3", "i2"], [1, 2, 3, 4], DS),
-    ]
-    delta.overwrite(spark.createDataFrame(features, USER_FEATURES), cfg.table_path("user_features"), ("ds",))
+    before, after = DS - timedelta(days=1), DS + timedelta(days=1)
+
+    def event(user: str, item: str, day: date, k: int) -> tuple:
+        ts = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(minutes=k)
+        return (f"{user}-{day}-{k}", user, item, ts, 4.0, 30.0, 60.0, 0, 0, 0, 0, 0, "f", 1, day)
+
+    rows = [event("u1", item, before if k < 30 else DS, k) for k, item in enumerate(long_seq)]  # two chunks
+    rows += [event("u2", item, DS, k) for k, item in enumerate(["i3", "i1", "i3", "i2"])]
+    rows += [event("u2", "i9", after, 0), event("u3", "i5", before, 0)]  # a later day, a user not active on DS
+    chunks = build_chunks(spark.createDataFrame(rows, EVENTS), PositiveRule())
+    delta.overwrite(chunks, cfg.table_path("user_events"), ("event_date",))
     report = lifelong.run(cfg, DS, spark)
     assert report["users"] == 2 and report["users_compressed"] == 1
     out = {r.user_id: r for r in delta.read(spark, cfg.table_path("user_lifelong_compressed")).collect()}
-    assert out["u2"].item_ids == ["i1", "i3", "i2"] and out["u2"].n_source == 3  # by last occurrence
+    assert out["u2"].item_ids == ["i1", "i3", "i2"] and out["u2"].n_source == 3  # by last occurrence, not i9
     assert 1 <= len(out["u1"].item_ids) <= 6 and set(out["u1"].item_ids) <= set(long_seq)
     assert out["u1"].n_source == 40 and len(set(out["u1"].item_ids)) == len(out["u1"].item_ids)
     before = delta.read(spark, cfg.table_path("user_lifelong_compressed")).collect()

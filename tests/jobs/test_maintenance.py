@@ -96,3 +96,23 @@ def test_retention_properties_follow_the_config():
         maintenance.FILE_RETENTION: "interval 2160 hours",
         maintenance.LOG_RETENTION: "interval 2160 hours",
     }
+
+
+def test_user_state_keeps_each_users_latest_row_and_the_same_current_states(spark, lake_cfg):
+    """user_state appends a row per user and active day; maintenance deletes the superseded ones."""
+    from jobs.user_history import build_chunks, current_state, states_by_day
+    from tests.jobs.test_sequences import RULE, _events
+
+    path = lake_cfg.table_path("user_state")
+    states = states_by_day(build_chunks(_events(spark), RULE), 3, 2).localCheckpoint()
+    delta.overwrite(states, path, lake_cfg.table("user_state").partition_by)
+    rows, users = states.count(), states.select("user_id").distinct().count()
+    assert rows > users  # users active on several days
+    want = sorted(map(str, current_state(states).collect()))
+
+    fig = maintenance.run(lake_cfg, DS, spark, tables=["user_state"])["tables"][0]
+
+    after = delta.read(spark, path)
+    assert fig["superseded_rows_deleted"] == rows - users and fig["partitions"] == "all"
+    assert after.count() == users and sorted(map(str, after.select(*states.columns).collect())) == want
+    assert maintenance.run(lake_cfg, DS, spark, tables=["user_state"])["tables"][0]["superseded_rows_deleted"] == 0

@@ -9,8 +9,16 @@ from pyspark.sql import functions as F
 
 from conf.settings import PositiveRule
 from jobs import delta, sequences
+from jobs.lifelong import lifelong_items
 from jobs.schemas import EVENTS
-from jobs.user_history import append_day, build_chunks, build_state, cap_tail, recent_len, user_sequences
+from jobs.user_history import (
+    append_day,
+    build_chunks,
+    build_state,
+    current_state,
+    recent_len,
+    user_sequences,
+)
 
 START = date(2026, 10, 1)
 DAYS = [START + timedelta(days=d) for d in range(4)]
@@ -87,9 +95,10 @@ def test_features_as_of_ds_ignore_later_events_and_cap_sequences(spark, events):
     state = build_state(upto, recent_len(_small_caps_cfg()), 2)
     active = upto.where(F.col("event_date") == F.lit(ds)).select("user_id")
     state = state.join(active, "user_id", "left_semi")
-    life = user_sequences(upto).select("user_id", cap_tail(F.col("events"), 4).alias("events"))
+    # the lifelong sequence is not in the snapshot: jobs.lifelong assembles it from the chunks
+    life = {r.user_id: r.lifelong_item_ids for r in lifelong_items(upto, active, 4).collect()}
     users = spark.createDataFrame([("u1", {"age": "30"})], "user_id string, attributes map<string,string>")
-    feats = sequences.build_user_features(state, life, users, ds, 3).collect()
+    feats = sequences.build_user_features(state, users, ds, 3).collect()
     assert {r.user_id for r in feats} == {r.user_id for r in active.collect()}
     for row in feats:
         past = events.where((F.col("user_id") == row.user_id) & (F.col("event_date") <= F.lit(ds)))
@@ -97,7 +106,7 @@ def test_features_as_of_ds_ignore_later_events_and_cap_sequences(spark, events):
         items = [r.item_id for r in past]
         positives = [r.item_id for r in past if r.rating >= 4 or r.like == 1]
         assert row.n_events == len(items) and row.n_positive == len(positives)
-        assert row.lifelong_item_ids == items[-4:]
+        assert life[row.user_id] == items[-4:]
         assert row.short_item_ids == items[-3:]
         assert row.positive_item_ids == positives[-2:]
         assert row.active_days == len({r.event_date for r in past})
@@ -123,14 +132,17 @@ def test_any_order_with_reruns_and_a_changed_day_equals_in_order_and_a_full_rebu
         assert report["state_rebuilt"] == 0  # in order: every active user is the old row + the day
         steps = ["day_chunks", "user_state", "user_events", "user_features", "later_snapshots"]
         assert list(report["seconds"]) == steps and all(v >= 0 for v in report["seconds"].values())
+    # in order, the state table appends one row per active user and day: a row per chunk
+    state = delta.read(spark, in_order.table_path("user_state"))
+    chunks = build_chunks(events, RULE)
+    assert _same(state.select("user_id", "last_date"), chunks.select("user_id", F.col("event_date").alias("last_date")))
     for ds in (days[2], days[0], days[1], days[0]):  # out of order, then a re-run
         sequences.run(shuffled, ds, spark)
     for name in SILVER_GOLD:
         assert _rows(spark, shuffled, name) == _rows(spark, in_order, name), name
-    chunks = build_chunks(events, RULE)
     full = {"user_events": chunks, "user_state": build_state(chunks, recent_len(in_order), 2)}
-    for name, frame in full.items():
-        assert _same(delta.read(spark, in_order.table_path(name)), frame), name
+    assert _same(delta.read(spark, in_order.table_path("user_events")), full["user_events"])
+    assert _same(current_state(delta.read(spark, in_order.table_path("user_state"))), full["user_state"])
 
     # the day's events change (a user's rows removed): re-applying it leaves nothing stale
     day = days[1]
@@ -140,6 +152,9 @@ def test_any_order_with_reruns_and_a_changed_day_equals_in_order_and_a_full_rebu
     delta.overwrite(fewer, shuffled.table_path("events"), ("event_date",))
     assert sequences.run(shuffled, day, spark)["state_rebuilt"] > 0
     chunks = build_chunks(fewer, RULE)
-    full = {"user_events": chunks, "user_state": build_state(chunks, recent_len(shuffled), 2)}
-    for name, frame in full.items():
-        assert _same(delta.read(spark, shuffled.table_path(name)), frame), name
+    assert _same(delta.read(spark, shuffled.table_path("user_events")), chunks)
+    state = delta.read(spark, shuffled.table_path("user_state"))
+    assert _same(current_state(state), build_state(chunks, recent_len(shuffled), 2))
+    assert _same(
+        state.select("user_id", "last_date"), chunks.select("user_id", F.col("event_date").alias("last_date"))
+    )  # none stale

@@ -53,8 +53,8 @@ def features():
     now = int(time.time())
     users = {
         "42": {"short_item_ids": ["i3", "i7", "i9"], "short_ts": [now - 600, now - 300, now - 60],
-               "positive_item_ids": ["i3", "i9"], "lifelong_item_ids": ["i1", "i3", "i7", "i9"]},
-        "stranger": {"short_item_ids": ["zzz"], "short_ts": [now], "positive_item_ids": [], "lifelong_item_ids": ["zzz"]},
+               "positive_item_ids": ["i3", "i9"], "item_ids": ["i1", "i3", "i7", "i9"]},
+        "stranger": {"short_item_ids": ["zzz"], "short_ts": [now], "positive_item_ids": [], "item_ids": ["zzz"]},
     }  # fmt: skip
     return DictFeatures(users, {f"i{n}": f"Title {n}" for n in range(1, N_ITEMS + 1)})
 
