@@ -20,9 +20,9 @@ history, and the model reads its representatives.
 features as of the end of ``ds`` (events after ``ds`` are ignored, so an
 out-of-order backfill never leaks the future): static counts and attributes, the
 short-term sequence with its signals and the positive-feedback sequence. A user's
-latest row at or before a time is their state then (the point-in-time join Feast does). When a day is applied after later days (a
-backfill out of order), the later snapshots are rewritten from the chunks, so any
-replay order ends with the same tables.
+latest row at or before a time is their state then (the point-in-time join Feast does).
+When a day is applied after later days (a backfill out of order), the later snapshots
+are rewritten from the chunks, so any replay order ends with the same tables.
 """
 
 from __future__ import annotations
@@ -44,13 +44,11 @@ from jobs.user_history import (  # noqa: F401 - positive_expr, with_history_even
     append_day,
     build_chunks,
     build_state,
-    cap_tail,
     current_state,
     positive_expr,
     recent_as_of_last,
     recent_len,
     states_by_day,
-    user_sequences,
     with_history_event,
 )
 
