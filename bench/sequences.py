@@ -394,13 +394,9 @@ def lifelong_assembly(spark, cfg: Settings, ds: date) -> int:
     longer part of the sequences day. Returns the items assembled."""
     from pyspark.sql import functions as F
 
-    from jobs import delta
-    from jobs.lifelong import lifelong_items
+    from jobs.lifelong import day_lifelong_items
 
-    day = F.lit(ds).cast("date")
-    chunks = delta.read(spark, cfg.table_path("user_events")).where(F.col("event_date") <= day)
-    users = chunks.where(F.col("event_date") == day).select("user_id")
-    seqs = lifelong_items(chunks, users, cfg.sequences.lifelong_cap)
+    seqs = day_lifelong_items(spark, cfg, ds)
     return int(seqs.agg(F.sum(F.size("lifelong_item_ids"))).first()[0] or 0)
 
 

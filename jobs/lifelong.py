@@ -129,6 +129,14 @@ def lifelong_items(chunks: DataFrame, users: DataFrame, cap: int) -> DataFrame:
     return user_sequences(ids).select("user_id", cap_tail(F.col("events"), cap).alias("lifelong_item_ids"))
 
 
+def day_lifelong_items(spark: SparkSession, cfg: Settings, ds: date) -> DataFrame:
+    """:func:`lifelong_items` of the users active on ``ds``, from the chunks up to ``ds``."""
+    day = F.lit(ds).cast("date")
+    chunks = delta.read(spark, cfg.table_path("user_events"), USER_EVENTS).where(F.col("event_date") <= day)
+    users = chunks.where(F.col("event_date") == day).select("user_id")
+    return lifelong_items(chunks, users, cfg.sequences.lifelong_cap)
+
+
 def build_compressed(
     sequences: DataFrame, embeddings: DataFrame, ds: date, budget: int, iterations: int, seed: int
 ) -> DataFrame:
@@ -154,10 +162,7 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
 
     spark = spark or get_spark(cfg)
     life = cfg.item.lifelong
-    day = F.lit(ds).cast("date")
-    chunks = delta.read(spark, cfg.table_path("user_events"), USER_EVENTS).where(F.col("event_date") <= day)
-    users = chunks.where(F.col("event_date") == day).select("user_id")
-    sequences = lifelong_items(chunks, users, cfg.sequences.lifelong_cap)
+    sequences = day_lifelong_items(spark, cfg, ds)
     embeddings = delta.read(spark, cfg.table_path("item_embeddings"), ITEM_EMBEDDINGS)
     rows = build_compressed(sequences, embeddings, ds, life.max_representatives, life.kmeans_iterations, life.seed)
     rows = rows.cache()
