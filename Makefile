@@ -19,6 +19,8 @@ DAYS ?= 7
 START ?=
 END ?=
 BULK ?=
+# make test's worker processes (pytest-xdist); each runs its own local[1] Spark session.
+TEST_WORKERS ?= 2
 DATA ?=
 FORMAT ?=
 RUN_ARGS := --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(FORMAT),--format $(FORMAT))
@@ -43,8 +45,8 @@ run: venv  ## the first DAYS=7 days (0: all; fresh lake: one bulk pass, then one
 backfill: venv  ## replay START..END day by day (any order gives the same tables); BULK=1: empty lake, one pass per stage
 	$(PY) -m dags.runner backfill $(RUN_ARGS) --start $(START) --end $(END) $(if $(BULK),--bulk) $(if $(V),-v)
 
-test: venv  ## run the whole test suite
-	$(PY) -m pytest -q tests
+test: venv  ## run the whole test suite (TEST_WORKERS=2 processes; tests sharing a costly fixture stay in one)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
 
 cluster-test: venv  ## only tests/cluster (in make test too): a day on a loopback Spark cluster + S3 lake + Celery == the local day
 	$(PY) -m pytest -q tests/cluster

@@ -84,3 +84,24 @@ def daily_run(tiny_cfg, spark):
     promotions = [json.loads((runs / d.isoformat() / "promotion.json").read_text()) for d in days]
     return {"days": days, "results": results, "run_conf": run_conf, "manifest": manifest,
             "promotions": promotions, "day1_cfg": day1_cfg}  # fmt: skip
+
+
+def xdist_group_of(item: pytest.Item) -> str:
+    """The worker group of a test under ``make test`` (pytest-xdist, ``--dist loadgroup``).
+
+    Tests that share an expensive fixture run in one worker process, which builds it once:
+    the two DAG days of ``daily_run`` (tests/dags, tests/ops' browser test, tests/cluster),
+    the Feast lake of tests/features (a session fixture). Every other module is a group of
+    its own, so its module-scoped fixtures are built once too.
+    """
+    if "daily_run" in item.fixturenames:
+        return "daily_run"
+    rel = Path(str(item.path)).resolve().relative_to(Path(__file__).resolve().parent.parent)
+    return "tests/features" if rel.parts[:2] == ("tests", "features") else rel.as_posix()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its :func:`xdist_group_of` (before xdist reads the marks; inert without -n)."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
