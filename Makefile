@@ -46,7 +46,7 @@ backfill: venv  ## replay START..END day by day (any order gives the same tables
 	$(PY) -m dags.runner backfill $(RUN_ARGS) --start $(START) --end $(END) $(if $(BULK),--bulk) $(if $(V),-v)
 
 test: venv  ## run the whole test suite (TEST_WORKERS=2 processes; tests sharing a costly fixture stay in one)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
 cluster-test: venv  ## only tests/cluster (in make test too): a day on a loopback Spark cluster + S3 lake + Celery == the local day
 	$(PY) -m pytest -q tests/cluster

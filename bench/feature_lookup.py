@@ -1,11 +1,17 @@
 """Online feature lookups: Feast on SQLite and on Redis, next to a direct Delta read, plus materialisation.
 
     python -m bench.feature_lookup [--users 20000] [--items 5000] [--requests 1000] [--batch 100]
-                                   [--batch-requests 100] [--lifelong 200] [--out FILE]
+                                   [--batch-requests 100] [--lifelong 200] [--service NAME] [--out FILE]
+
+What is looked up is what the daily DAG's model is served: the feature service
+``model.pathways.serve_service`` of the local config (``onerec_serve_v3``: the four pathways,
+13 features from four views, the lifelong representatives among them), or ``--service``.
 
 Setup (not timed): a synthetic ``gold.user_features`` day for ``--users`` users
-(sequences: 20 short, ~lifelong/4 positive, ``--lifelong`` lifelong items each) and
-``bronze.items`` rows, written with Spark to Delta under a temp home; ``apply``.
+(sequences: 20 short with their signals, ~lifelong/4 positive), a
+``gold.user_lifelong_compressed`` day (each user's ``--lifelong`` representatives, capped at
+``item.lifelong.max_representatives``) and ``bronze.items`` rows, written with Spark to Delta
+under a temp home; ``apply``.
 
 Timed, in one process, for each online store (SQLite; Redis when ``redis-server``
 is installed, started on a free loopback port without persistence):
@@ -13,15 +19,16 @@ is installed, started on a free loopback port without persistence):
 * **materialise**: ``jobs.feature_store.materialize(cfg, ds)`` (rows/s per view), run
   twice: the table shows the second (warm Spark), the JSON both;
 * **1 user / request** and **``--batch`` users / request**: ``get_online_features``
-  of ``onerec_serve_v1`` (11 features) ``.to_dict()``, random users, after a warm-up;
+  of the service ``.to_dict()``, random users, after a warm-up;
   p50 / p99 / mean over ``--requests`` and ``--batch-requests`` requests.
 
-The peer, same rows and columns, same process: a direct read of the Delta table with
-the ``deltalake`` package (table opened once, as a server would; each request is a SQL
-query on the day's partition and ``user_id``, converted to Python like ``to_dict``). It
-reads the single day the bench writes; a real "latest row per user" over many days
-would scan more. Loops are bounded and everything is loopback. Output: a table and
-JSON (default ``var/reports/bench/feature_lookup.json``) with ``uptime`` before/after.
+The peer, same rows and columns, same process: a direct read of the Delta tables with
+the ``deltalake`` package (tables opened once, as a server would; each request is a SQL
+query on the day's partitions and ``user_id``, the lifelong table joined when the service
+has it, converted to Python like ``to_dict``). It reads the single day the bench writes; a
+real "latest row per user" over many days would scan more. Loops are bounded and
+everything is loopback. Output: a table and JSON (default
+``var/reports/bench/feature_lookup.json``) with ``uptime`` before/after.
 """
 
 from __future__ import annotations
@@ -45,10 +52,8 @@ from conf.settings import REPO_ROOT, Settings, load_settings
 
 DS = date(2026, 10, 3)
 DEFAULT_OUT = REPO_ROOT / "var" / "reports" / "bench" / "feature_lookup.json"
-SERVE_COLUMNS = [
-    "n_events", "n_positive", "active_days", "tenure_days", "attributes", "short_item_ids",
-    "short_ts", "short_flags", "positive_item_ids", "positive_ts",
-]  # fmt: skip
+# The Feast views whose source is gold.user_lifelong_compressed (the rest read gold.user_features).
+LIFELONG_VIEWS = ("user_lifelong",)
 
 
 def progress(msg: str) -> None:
@@ -61,9 +66,9 @@ def load() -> str:
 
 
 def write_lake(spark, cfg: Settings, n_users: int, n_items: int, lifelong: int) -> None:
-    """Synthetic gold.user_features[DS] and bronze.items, generated in Spark SQL (no Python rows)."""
+    """Synthetic gold.user_features[DS], gold.user_lifelong_compressed[DS] and bronze.items (Spark SQL, no Python rows)."""
     from jobs import delta
-    from jobs.schemas import ITEMS, USER_FEATURES
+    from jobs.schemas import ITEMS, USER_FEATURES, USER_LIFELONG_COMPRESSED
 
     item = f"concat('i', cast(pmod(id * 7919 + k * 104729, {n_items}) AS string))"
     ts = "1790900000 + k * 60"
@@ -95,6 +100,15 @@ def write_lake(spark, cfg: Settings, n_users: int, n_items: int, lifelong: int) 
     )
     gold = users.select(*[users[f.name].cast(f.dataType) for f in USER_FEATURES.fields])
     delta.overwrite(gold, cfg.table_path("user_features"), ["ds"])
+    kept = min(lifelong, cfg.item.lifelong.max_representatives)
+    compressed = users.selectExpr(
+        "user_id", "ds", f"slice(lifelong_item_ids, -{kept}, {kept}) AS item_ids", "n_events AS n_source"
+    )
+    delta.overwrite(
+        compressed.select(*[compressed[f.name].cast(f.dataType) for f in USER_LIFELONG_COMPRESSED.fields]),
+        cfg.table_path("user_lifelong_compressed"),
+        ["ds"],
+    )
     items = spark.range(n_items).selectExpr(
         "concat('i', cast(id AS string)) AS item_id",
         "concat('Item ', cast(id AS string)) AS title",
@@ -132,23 +146,34 @@ def lookups(call: Callable[[list[str]], Any], users: list[list[str]], batches: l
     return {"1_user": timed(users, call), "batch": timed(batches, call, warmup=5)}
 
 
-def feast_lookups(cfg: Settings, users, batches) -> dict:
+def service_columns(cfg: Settings, service: str) -> dict[str, list[str]]:
+    """``{view: [feature, ...]}`` of ``service``, in the service's order (what the server returns)."""
+    from jobs.feature_store import get_store
+
+    projections = get_store(cfg).get_feature_service(service).feature_view_projections
+    return {p.name: [f.name for f in p.features] for p in projections}
+
+
+def feast_lookups(cfg: Settings, service_name: str, users, batches) -> dict:
     from jobs.feature_store import get_store
 
     store = get_store(cfg)
-    service = store.get_feature_service("onerec_serve_v1")
+    service = store.get_feature_service(service_name)
 
     def call(ids: list[str]) -> dict:
         return store.get_online_features(features=service, entity_rows=[{"user_id": u} for u in ids]).to_dict()
 
     got = call(users[0])
-    assert got["n_events"][0] is not None, f"user {users[0]} missing online"
+    missing = [k for k, v in got.items() if v[0] is None]
+    assert not missing, f"user {users[0]}: {missing} missing online"
     return lookups(call, users, batches)
 
 
-def delta_lookups(cfg: Settings, users, batches) -> dict:
+def delta_lookups(cfg: Settings, columns: dict[str, list[str]], users, batches) -> dict:
     """The same rows straight from Delta with ``deltalake`` (its DataFusion QueryBuilder).
 
+    ``columns``: :func:`service_columns`; the lifelong view's features come from
+    gold.user_lifelong_compressed (joined on ``user_id``), the others from gold.user_features.
     ``to_pyarrow_dataset()`` refuses the project's tables (deletion vectors); the
     QueryBuilder scan applies them and the log, so it returns current rows only.
     """
@@ -156,14 +181,22 @@ def delta_lookups(cfg: Settings, users, batches) -> dict:
     from deltalake import DeltaTable, QueryBuilder
 
     qb = QueryBuilder().register("uf", DeltaTable(cfg.table_path("user_features")))
-    cols = ", ".join(["user_id", *SERVE_COLUMNS])
+    day = f"DATE '{DS.isoformat()}'"
+    picks, join = ["uf.user_id"], ""
+    for view, names in columns.items():
+        alias = "ul" if view in LIFELONG_VIEWS else "uf"
+        picks += [f"{alias}.{n}" for n in names]
+        if alias == "ul" and not join:
+            qb.register("ul", DeltaTable(cfg.table_path("user_lifelong_compressed")))
+            join = f" LEFT JOIN ul ON ul.user_id = uf.user_id AND ul.ds = {day}"
 
     def call(ids: list[str]) -> dict:
         in_list = ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
-        sql = f"SELECT {cols} FROM uf WHERE ds = DATE '{DS.isoformat()}' AND user_id IN ({in_list})"
+        sql = f"SELECT {', '.join(picks)} FROM uf{join} WHERE uf.ds = {day} AND uf.user_id IN ({in_list})"
         return pa.table(qb.execute(sql).read_all()).to_pydict()
 
-    assert call(users[0])["user_id"] == users[0]
+    got = call(users[0])
+    assert got["user_id"] == users[0] and len(got) == len(picks), got.keys()
     return lookups(call, users, batches)
 
 
@@ -198,8 +231,10 @@ def run(args: argparse.Namespace) -> dict:
 
     home = Path(args.home or tempfile.mkdtemp(prefix="bench-feast-"))
     cfg = load_settings("local", overrides=[f"home={home}", "spark.driver_memory=2g"])
-    result: dict[str, Any] = {"args": vars(args), "load_before": load(), "nproc": os.cpu_count(), "stores": {}}
-    progress(f"home {home}; {result['load_before']}")
+    service = args.service or cfg.model.pathways.serve_service
+    result: dict[str, Any] = {"args": vars(args), "service": service, "load_before": load(), "nproc": os.cpu_count()}
+    result["stores"] = {}
+    progress(f"home {home}; service {service}; {result['load_before']}")
     spark = get_spark(cfg)
     t0 = time.perf_counter()
     write_lake(spark, cfg, args.users, args.items, args.lifelong)
@@ -230,13 +265,15 @@ def run(args: argparse.Namespace) -> dict:
             runs = [feature_store.materialize(vcfg, DS) for _ in range(2)]
             progress(f"{name}: materialised {runs[-1]['rows']} rows in {[r['seconds'] for r in runs]}s")
             result["stores"][name] = {"materialize": runs[-1], "materialize_cold": runs[0]}
-            result["stores"][name]["lookups"] = feast_lookups(vcfg, users, batches)
+            result["stores"][name]["lookups"] = feast_lookups(vcfg, service, users, batches)
             progress(f"{name}: lookups done")
     finally:
         if redis is not None:
             redis[0].terminate()
             redis[0].wait()
-    result["stores"]["delta (deltalake)"] = {"lookups": delta_lookups(cfg, users, batches)}
+    columns = service_columns(cfg, service)
+    result["features"] = {"views": columns, "count": sum(len(v) for v in columns.values())}
+    result["stores"]["delta (deltalake)"] = {"lookups": delta_lookups(cfg, columns, users, batches)}
     result["load_after"] = load()
     if not args.home:
         shutil.rmtree(home, ignore_errors=True)
@@ -255,6 +292,10 @@ def table(result: dict) -> str:
             f"{name:18} {one['p50_ms']:>9.2f}ms {one['p99_ms']:>6.2f}ms {many['p50_ms']:>12.2f}ms "
             f"{many['p99_ms']:>6.2f}ms   {rate}"
         )
+    lines.insert(
+        0,
+        f"service {result['service']}: {result['features']['count']} features from {len(result['features']['views'])} views",
+    )
     lines += [f"before: {result['load_before']}", f"after:  {result['load_after']}"]
     return "\n".join(lines)
 
@@ -267,6 +308,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=1000, help="timed 1-user requests")
     parser.add_argument("--batch", type=int, default=100, help="users per batch request")
     parser.add_argument("--batch-requests", type=int, default=100, help="timed batch requests")
+    parser.add_argument(
+        "--service", help="feature service looked up (default: model.pathways.serve_service of the local config)"
+    )
     parser.add_argument("--home", help="state folder to keep (default: a temp folder, removed)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)

@@ -86,22 +86,38 @@ def daily_run(tiny_cfg, spark):
             "promotions": promotions, "day1_cfg": day1_cfg}  # fmt: skip
 
 
-def xdist_group_of(item: pytest.Item) -> str:
-    """The worker group of a test under ``make test`` (pytest-xdist, ``--dist loadgroup``).
+# Worker groups under ``make test`` (pytest-xdist, ``-n 2``): tests that share an expensive fixture
+# run in one worker process, which builds it once -- the two DAG days of ``daily_run`` (the e2e
+# checks, the report in a browser, the local side of the cluster test) and the Feast lake of
+# tests/features. Every other module is a group of its own (its module fixtures built once, its
+# tests in file order). The controller sees node ids only, hence paths; the collection hook below
+# refuses a ``daily_run`` user outside them, so a new one cannot silently rebuild the DAG days.
+DAILY_RUN_PATHS = ("tests/dags/test_daily_e2e.py", "tests/ops/test_report_browser.py", "tests/cluster/")
+FEATURE_LAKE_PATH = "tests/features/"
 
-    Tests that share an expensive fixture run in one worker process, which builds it once:
-    the two DAG days of ``daily_run`` (tests/dags, tests/ops' browser test, tests/cluster),
-    the Feast lake of tests/features (a session fixture). Every other module is a group of
-    its own, so its module-scoped fixtures are built once too.
-    """
-    if "daily_run" in item.fixturenames:
+
+def worker_group(nodeid: str) -> str:
+    """The xdist work unit of a test (by its node id, relative to the repository)."""
+    path = nodeid.split("::", 1)[0]
+    if path.startswith(DAILY_RUN_PATHS):
         return "daily_run"
-    rel = Path(str(item.path)).resolve().relative_to(Path(__file__).resolve().parent.parent)
-    return "tests/features" if rel.parts[:2] == ("tests", "features") else rel.as_posix()
+    return FEATURE_LAKE_PATH if path.startswith(FEATURE_LAKE_PATH) else path
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Schedule whole :func:`worker_group` units (xdist's ``loadscope`` with our grouping)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return SharedFixtureScheduling(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test with its :func:`xdist_group_of` (before xdist reads the marks; inert without -n)."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
+    """Refuse a test that uses ``daily_run`` outside :data:`DAILY_RUN_PATHS` (it would rebuild it)."""
+    stray = [i.nodeid for i in items if "daily_run" in i.fixturenames and worker_group(i.nodeid) != "daily_run"]
+    if stray:
+        raise pytest.UsageError(f"tests using daily_run outside DAILY_RUN_PATHS (tests/conftest.py): {stray}")

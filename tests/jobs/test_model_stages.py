@@ -179,6 +179,9 @@ def test_dpo_switch_and_launcher_command(run):
     import sys
 
     cfg, conf, days, _ = run
+    # A new codebook on the last day (as test_new_codebook_means_full_retrain writes it): training
+    # that day is then a full retrain whatever ran before, in this process or not.
+    write_codebook(cfg, SAMPLE, [f"i{k}" for k in range(SAMPLE.n_items)], days[-1], seed=1)
     dpo = stages.align(days[-2].isoformat(), {**conf, "set": [*conf["set"], "model.align.method=dpo"]})
     assert dpo["method"] == "dpo" and dpo["steps"] >= 1 and dpo["after"]["legal_rate"] >= 0
     launched = {**conf, "set": [*conf["set"], f"model.launcher={sys.executable} -m models.continual"]}
