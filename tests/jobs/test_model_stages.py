@@ -164,10 +164,17 @@ def test_rerun_of_a_day_is_idempotent(run):
     assert reg.get("champion").version == champion
 
 
+def new_codebook_on(cfg, day) -> None:
+    """A new codebook version on ``day`` (once: the tests that need it may run in any order)."""
+    from jobs.semantic_ids import codebook_root, version_for
+
+    if not (codebook_root(cfg) / version_for(day)).exists():
+        write_codebook(cfg, SAMPLE, [f"i{k}" for k in range(SAMPLE.n_items)], day, seed=1)
+
+
 def test_new_codebook_means_full_retrain(run):
     cfg, conf, days, _ = run
-    items = [f"i{k}" for k in range(SAMPLE.n_items)]
-    write_codebook(cfg, SAMPLE, items, days[-1], seed=1)
+    new_codebook_on(cfg, days[-1])
     out = stages.train(days[-1].isoformat(), conf)
     assert out["mode"] == "full_retrain" and out["codebook_version"] == f"v{days[-1]:%Y%m%d}"
     assert out["steps"] == 60 and out["from"] is None
@@ -179,9 +186,7 @@ def test_dpo_switch_and_launcher_command(run):
     import sys
 
     cfg, conf, days, _ = run
-    # A new codebook on the last day (as test_new_codebook_means_full_retrain writes it): training
-    # that day is then a full retrain whatever ran before, in this process or not.
-    write_codebook(cfg, SAMPLE, [f"i{k}" for k in range(SAMPLE.n_items)], days[-1], seed=1)
+    new_codebook_on(cfg, days[-1])  # training that day is then a full retrain, whatever ran before
     dpo = stages.align(days[-2].isoformat(), {**conf, "set": [*conf["set"], "model.align.method=dpo"]})
     assert dpo["method"] == "dpo" and dpo["steps"] >= 1 and dpo["after"]["legal_rate"] >= 0
     launched = {**conf, "set": [*conf["set"], f"model.launcher={sys.executable} -m models.continual"]}
