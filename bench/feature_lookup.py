@@ -5,7 +5,7 @@
 
 What is looked up is what the daily DAG's model is served: the feature service
 ``model.pathways.serve_service`` of the local config (``onerec_serve_v3``: the four pathways,
-13 features from four views, the lifelong representatives among them), or ``--service``.
+14 features from four views, the lifelong representatives among them), or ``--service``.
 
 Setup (not timed): a synthetic ``gold.user_features`` day for ``--users`` users
 (sequences: 20 short with their signals, ~lifelong/4 positive), a
@@ -52,8 +52,6 @@ from conf.settings import REPO_ROOT, Settings, load_settings
 
 DS = date(2026, 10, 3)
 DEFAULT_OUT = REPO_ROOT / "var" / "reports" / "bench" / "feature_lookup.json"
-# The Feast views whose source is gold.user_lifelong_compressed (the rest read gold.user_features).
-LIFELONG_VIEWS = ("user_lifelong",)
 
 
 def progress(msg: str) -> None:
@@ -146,12 +144,18 @@ def lookups(call: Callable[[list[str]], Any], users: list[list[str]], batches: l
     return {"1_user": timed(users, call), "batch": timed(batches, call, warmup=5)}
 
 
-def service_columns(cfg: Settings, service: str) -> dict[str, list[str]]:
-    """``{view: [feature, ...]}`` of ``service``, in the service's order (what the server returns)."""
+def service_columns(cfg: Settings, service: str) -> list[tuple[str, str, list[str]]]:
+    """``(view, lake table, [feature, ...])`` of ``service``, in its order (what the server returns).
+
+    The table is the one the view materialises from (its ``lake_table`` tag, features/views.py).
+    """
     from jobs.feature_store import get_store
 
-    projections = get_store(cfg).get_feature_service(service).feature_view_projections
-    return {p.name: [f.name for f in p.features] for p in projections}
+    store = get_store(cfg)
+    projections = store.get_feature_service(service).feature_view_projections
+    return [
+        (p.name, store.get_feature_view(p.name).tags["lake_table"], [f.name for f in p.features]) for p in projections
+    ]
 
 
 def feast_lookups(cfg: Settings, service_name: str, users, batches) -> dict:
@@ -169,30 +173,29 @@ def feast_lookups(cfg: Settings, service_name: str, users, batches) -> dict:
     return lookups(call, users, batches)
 
 
-def delta_lookups(cfg: Settings, columns: dict[str, list[str]], users, batches) -> dict:
+def delta_lookups(cfg: Settings, columns: list[tuple[str, str, list[str]]], users, batches) -> dict:
     """The same rows straight from Delta with ``deltalake`` (its DataFusion QueryBuilder).
 
-    ``columns``: :func:`service_columns`; the lifelong view's features come from
-    gold.user_lifelong_compressed (joined on ``user_id``), the others from gold.user_features.
+    ``columns``: :func:`service_columns`; each feature is read from its view's lake table, the
+    first table's day joined with the others' on ``user_id``.
     ``to_pyarrow_dataset()`` refuses the project's tables (deletion vectors); the
     QueryBuilder scan applies them and the log, so it returns current rows only.
     """
     import pyarrow as pa
     from deltalake import DeltaTable, QueryBuilder
 
-    qb = QueryBuilder().register("uf", DeltaTable(cfg.table_path("user_features")))
     day = f"DATE '{DS.isoformat()}'"
-    picks, join = ["uf.user_id"], ""
-    for view, names in columns.items():
-        alias = "ul" if view in LIFELONG_VIEWS else "uf"
-        picks += [f"{alias}.{n}" for n in names]
-        if alias == "ul" and not join:
-            qb.register("ul", DeltaTable(cfg.table_path("user_lifelong_compressed")))
-            join = f" LEFT JOIN ul ON ul.user_id = uf.user_id AND ul.ds = {day}"
+    alias = {table: f"t{k}" for k, table in enumerate(dict.fromkeys(t for _, t, _ in columns))}
+    qb = QueryBuilder()
+    for table, name in alias.items():
+        qb.register(name, DeltaTable(cfg.table_path(table)))
+    base, *others = alias.values()
+    picks = [f"{base}.user_id"] + [f"{alias[t]}.{n}" for _, t, names in columns for n in names]
+    join = "".join(f" LEFT JOIN {o} ON {o}.user_id = {base}.user_id AND {o}.ds = {day}" for o in others)
 
     def call(ids: list[str]) -> dict:
         in_list = ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
-        sql = f"SELECT {', '.join(picks)} FROM uf{join} WHERE uf.ds = {day} AND uf.user_id IN ({in_list})"
+        sql = f"SELECT {', '.join(picks)} FROM {base}{join} WHERE {base}.ds = {day} AND {base}.user_id IN ({in_list})"
         return pa.table(qb.execute(sql).read_all()).to_pydict()
 
     got = call(users[0])
@@ -272,7 +275,7 @@ def run(args: argparse.Namespace) -> dict:
             redis[0].terminate()
             redis[0].wait()
     columns = service_columns(cfg, service)
-    result["features"] = {"views": columns, "count": sum(len(v) for v in columns.values())}
+    result["features"] = {"views": {v: names for v, _, names in columns}, "count": sum(len(n) for _, _, n in columns)}
     result["stores"]["delta (deltalake)"] = {"lookups": delta_lookups(cfg, columns, users, batches)}
     result["load_after"] = load()
     if not args.home:
@@ -283,7 +286,9 @@ def run(args: argparse.Namespace) -> dict:
 def table(result: dict) -> str:
     batch = result["args"]["batch"]
     head = f"{'store':18} {'1 user p50':>11} {'p99':>8} {f'{batch} users p50':>14} {'p99':>8}   materialise rows/s"
-    lines = [head, "-" * len(head)]
+    features = result["features"]
+    lines = [f"service {result['service']}: {features['count']} features from {len(features['views'])} views"]
+    lines += [head, "-" * len(head)]
     for name, r in result["stores"].items():
         one, many = r["lookups"]["1_user"], r["lookups"]["batch"]
         mat = r.get("materialize")
@@ -292,10 +297,6 @@ def table(result: dict) -> str:
             f"{name:18} {one['p50_ms']:>9.2f}ms {one['p99_ms']:>6.2f}ms {many['p50_ms']:>12.2f}ms "
             f"{many['p99_ms']:>6.2f}ms   {rate}"
         )
-    lines.insert(
-        0,
-        f"service {result['service']}: {result['features']['count']} features from {len(result['features']['views'])} views",
-    )
     lines += [f"before: {result['load_before']}", f"after:  {result['load_after']}"]
     return "\n".join(lines)
 
