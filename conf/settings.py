@@ -252,6 +252,10 @@ class LifelongSettings(_Frozen):
     max_representatives: int = 2000
     kmeans_iterations: int = 10
     seed: int = 0
+    # After a bulk backfill, each user's last N active days get their compressed row (the daily
+    # run writes the day's active users): N=3 covers what the last day's leave-one-out training
+    # rows (valid and test targets) and serving read (jobs.lifelong.run_bulk).
+    backfill_last_days: int = 3
 
 
 class ItemSettings(_Frozen):

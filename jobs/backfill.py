@@ -30,7 +30,9 @@ only on the data. ``dags.runner backfill --bulk`` therefore runs ``onerec_daily`
 last day after this pass: its data tasks skip that day, which this pass wrote (run conf ``bulk``,
 ``jobs.stages._written_by_bulk``; running them would rewrite the same rows), and item
 alignment/embeddings, semantic IDs, lifelong compression, Feast, the validations, training, alignment, promotion and the report run once, as of the last day
-(``gold.user_lifelong_compressed`` holds that day only); its ``feast_materialize`` puts every
+(lifelong compression writes each user's last ``item.lifelong.backfill_last_days`` active days
+of the range, what the last day's training rows and serving read: ``jobs.lifelong.run_bulk``);
+its ``feast_materialize`` puts every
 entity's latest row online, not only that day's (a replay leaves them there). It refuses a lake that holds any of
 the tables it writes: on a lake with history, replay day by day (``make backfill``).
 """

@@ -34,7 +34,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from conf.settings import Settings
@@ -45,7 +45,7 @@ from jobs.stage_report import write_stage_json
 from jobs.user_history import cap_tail, user_sequences
 
 log = logging.getLogger(__name__)
-_OUT = "user_id string, item_ids array<string>, n_source long"
+_OUT = "user_id string, ds date, item_ids array<string>, n_source long"
 
 
 def kmeans(x: np.ndarray, k: int, iterations: int, seed: int) -> np.ndarray:
@@ -108,13 +108,14 @@ def hierarchical_representatives(x: np.ndarray, budget: int, iterations: int = 1
 
 
 def compress_user(frame: pd.DataFrame, budget: int, iterations: int, seed: int) -> pd.DataFrame:
-    """One user's ``(user_id, item_id, pos, embedding)`` rows -> one ``_OUT`` row."""
+    """One user's ``(user_id, ds, item_id, pos, embedding)`` rows of one day -> one ``_OUT`` row."""
     frame = frame.sort_values("item_id", kind="stable")
     x = np.stack(frame["embedding"].to_numpy()).astype(np.float64)
     reps = frame.iloc[hierarchical_representatives(x, budget, iterations, seed)].sort_values("pos")
-    return pd.DataFrame(
-        {"user_id": [frame["user_id"].iloc[0]], "item_ids": [list(reps["item_id"])], "n_source": [len(frame)]}
-    )
+    return pd.DataFrame({
+        "user_id": [frame["user_id"].iloc[0]], "ds": [frame["ds"].iloc[0]], "item_ids": [list(reps["item_id"])],
+        "n_source": [len(frame)],
+    })  # fmt: skip
 
 
 def lifelong_items(chunks: DataFrame, users: DataFrame, cap: int) -> DataFrame:
@@ -137,23 +138,70 @@ def day_lifelong_items(spark: SparkSession, cfg: Settings, ds: date) -> DataFram
     return lifelong_items(chunks, users, cfg.sequences.lifelong_cap)
 
 
+def last_active_days(chunks: DataFrame, n: int) -> DataFrame:
+    """``(user_id, ds)``: each user's last ``n`` days among ``chunks`` (``user_events`` rows)."""
+    latest_first = Window.partitionBy("user_id").orderBy(F.col("event_date").desc())
+    ranked = chunks.select("user_id", "event_date").withColumn("_rank", F.row_number().over(latest_first))
+    return ranked.where(F.col("_rank") <= n).select("user_id", F.col("event_date").alias("ds"))
+
+
+def lifelong_items_as_of(chunks: DataFrame, user_days: DataFrame, cap: int) -> DataFrame:
+    """``(ds, user_id, lifelong_item_ids)``: each ``(user_id, ds)`` of ``user_days``' last ``cap`` items up to ``ds``.
+
+    :func:`lifelong_items` for many days in one job: a user's chunks join each of their days and
+    only the chunks up to that day enter its sequence.
+    """
+    ids = chunks.select("user_id", "event_date", F.transform("events", lambda e: e["item_id"]).alias("events"))
+    upto = ids.join(user_days, "user_id").where(F.col("event_date") <= F.col("ds"))
+    seqs = user_sequences(upto, keys=("ds", "user_id"))
+    return seqs.select("ds", "user_id", cap_tail(F.col("events"), cap).alias("lifelong_item_ids"))
+
+
 def build_compressed(
-    sequences: DataFrame, embeddings: DataFrame, ds: date, budget: int, iterations: int, seed: int
+    sequences: DataFrame, embeddings: DataFrame, ds: date | None, budget: int, iterations: int, seed: int
 ) -> DataFrame:
-    """``gold.user_lifelong_compressed`` rows for the ``(user_id, lifelong_item_ids)`` of ``sequences`` (one ``ds``)."""
+    """``gold.user_lifelong_compressed`` rows for the ``(user_id, lifelong_item_ids)`` of ``sequences``.
+
+    One day ``ds`` for every row, or ``ds=None`` when ``sequences`` carries each row's ``ds``
+    (:func:`lifelong_items_as_of`).
+    """
+    if ds is not None:
+        sequences = sequences.withColumn("ds", F.lit(ds).cast("date"))
     # Distinct items in order of last occurrence: reverse, keep first occurrences, reverse back.
     distinct = F.reverse(F.array_distinct(F.reverse("lifelong_item_ids")))
-    users = sequences.select("user_id", distinct.alias("items"))
+    users = sequences.select("user_id", "ds", distinct.alias("items"))
     short = users.where(F.size("items") <= budget).select(
-        "user_id", F.col("items").alias("item_ids"), F.size("items").cast("long").alias("n_source")
+        "user_id", "ds", F.col("items").alias("item_ids"), F.size("items").cast("long").alias("n_source")
     )
-    long_items = users.where(F.size("items") > budget).select("user_id", F.posexplode("items").alias("pos", "item_id"))
+    long_items = users.where(F.size("items") > budget).select(
+        "user_id", "ds", F.posexplode("items").alias("pos", "item_id")
+    )
     placed = long_items.join(embeddings.select("item_id", "embedding"), "item_id")
-    compressed = placed.groupBy("user_id").applyInPandas(
+    compressed = placed.groupBy("user_id", "ds").applyInPandas(
         lambda pdf: compress_user(pdf, budget, iterations, seed), schema=_OUT
     )
-    out = short.unionByName(compressed).withColumn("ds", F.lit(ds).cast("date"))
+    out = short.unionByName(compressed)
     return out.select(*[F.col(f.name).cast(f.dataType) for f in USER_LIFELONG_COMPRESSED.fields])
+
+
+def _write(cfg: Settings, rows: DataFrame, where: str) -> tuple[str, dict]:
+    """Replace the partitions ``where`` names with ``rows``; the table path and the rows' figures."""
+    life = cfg.item.lifelong
+    rows = rows.cache()
+    stats = rows.agg(
+        F.count("*").alias("users"),
+        F.sum(F.when(F.col("n_source") > life.max_representatives, 1).otherwise(0)).alias("compressed"),
+        F.max(F.size("item_ids")).alias("max_len"),
+    ).collect()[0]
+    out_path, spec = cfg.table_path("user_lifelong_compressed"), cfg.table("user_lifelong_compressed")
+    delta.overwrite_partition(rows, out_path, spec.partition_by, where)
+    rows.unpersist()
+    return out_path, {
+        "users": int(stats["users"]),
+        "users_compressed": int(stats["compressed"] or 0),
+        "max_items": int(stats["max_len"] or 0),
+        "max_representatives": life.max_representatives,
+    }
 
 
 def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
@@ -165,28 +213,49 @@ def run(cfg: Settings, ds: date, spark: SparkSession | None = None) -> dict:
     sequences = day_lifelong_items(spark, cfg, ds)
     embeddings = delta.read(spark, cfg.table_path("item_embeddings"), ITEM_EMBEDDINGS)
     rows = build_compressed(sequences, embeddings, ds, life.max_representatives, life.kmeans_iterations, life.seed)
-    rows = rows.cache()
-    stats = rows.agg(
-        F.count("*").alias("users"),
-        F.sum(F.when(F.col("n_source") > life.max_representatives, 1).otherwise(0)).alias("compressed"),
-        F.max(F.size("item_ids")).alias("max_len"),
-    ).collect()[0]
-    out_path, spec = cfg.table_path("user_lifelong_compressed"), cfg.table("user_lifelong_compressed")
-    delta.overwrite_partition(rows, out_path, spec.partition_by, f"ds = {delta.date_literal(ds)}")
-    rows.unpersist()
-    report = {
-        "ds": ds.isoformat(),
-        "table": out_path,
-        "users": int(stats["users"]),
-        "users_compressed": int(stats["compressed"] or 0),
-        "max_items": int(stats["max_len"] or 0),
-        "max_representatives": life.max_representatives,
-    }
+    out_path, figures = _write(cfg, rows, f"ds = {delta.date_literal(ds)}")
+    report = {"ds": ds.isoformat(), "table": out_path, **figures}
     log.info(
         "lifelong ds=%s: %d active users, %d compressed to <= %d items, into %s[ds=%s]",
         ds, report["users"], report["users_compressed"], life.max_representatives, out_path, ds,
     )  # fmt: skip
     write_stage_json(cfg, ds, "lifelong", report)
+    return report
+
+
+def run_bulk(cfg: Settings, start: date, end: date, spark: SparkSession | None = None) -> dict:
+    """After a bulk backfill of ``start..end``: each user's last ``item.lifelong.backfill_last_days`` active days.
+
+    A day-by-day replay writes partition ``d`` for the users active on ``d``; the point-in-time
+    features of a training target read the row of the user's last active day before it
+    (``event_timestamp`` = midnight after ``ds``). Compressing only ``end`` (what the daily run
+    after a bulk pass did before) left every leave-one-out target of ``end``'s training rows
+    without a lifelong row -- their targets lie on or before the user's last day -- while serving
+    read one: the first model after a backfill learned the pathway from padding. Each user's
+    last three days are what ``end``'s training (the valid and test targets' days and the one
+    before) and serving read, with the rows day-by-day would write for those days; older days
+    only matter for training rows of earlier days, which a bulk pass does not build. Cost: up
+    to three passes over each user's history, in one job. Partitions ``start..end`` are replaced.
+    """
+    from jobs.spark import get_spark
+
+    spark = spark or get_spark(cfg)
+    life = cfg.item.lifelong
+    day = lambda d: F.lit(d).cast("date")  # noqa: E731
+    chunks = delta.read(spark, cfg.table_path("user_events"), USER_EVENTS).where(F.col("event_date") <= day(end))
+    user_days = last_active_days(chunks.where(F.col("event_date") >= day(start)), life.backfill_last_days)
+    sequences = lifelong_items_as_of(chunks, user_days, cfg.sequences.lifelong_cap)
+    embeddings = delta.read(spark, cfg.table_path("item_embeddings"), ITEM_EMBEDDINGS)
+    rows = build_compressed(sequences, embeddings, None, life.max_representatives, life.kmeans_iterations, life.seed)
+    where = f"ds >= {delta.date_literal(start)} AND ds <= {delta.date_literal(end)}"
+    out_path, figures = _write(cfg, rows, where)
+    report = {"ds": end.isoformat(), "start": start.isoformat(), "table": out_path,
+              "last_days_per_user": life.backfill_last_days, **figures}  # fmt: skip
+    log.info(
+        "lifelong bulk %s..%s: %d (user, day) rows (each user's last %d active days), %d compressed, into %s",
+        start, end, report["users"], life.backfill_last_days, report["users_compressed"], out_path,
+    )  # fmt: skip
+    write_stage_json(cfg, end, "lifelong", report)
     return report
 
 

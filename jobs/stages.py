@@ -172,10 +172,18 @@ def semantic_ids(ds: str, run_conf: dict | None = None, mode: str = "auto") -> d
 
 @_tags_commits
 def lifelong(ds: str, run_conf: dict | None = None) -> dict:
-    """silver.user_events up to ds (the day's users) -> gold.user_lifelong_compressed[ds] (<= N representatives)."""
+    """silver.user_events up to ds (the day's users) -> gold.user_lifelong_compressed[ds] (<= N representatives).
+
+    Right after a bulk backfill (run conf ``bulk`` ending on ds) the range's users get theirs as of
+    each of their last active days instead (``jobs.lifelong.run_bulk``): the training rows of ds
+    read those, not ds's.
+    """
     from jobs import lifelong as job
 
-    return job.run(settings_for_run(run_conf), _day(ds))
+    cfg, day, bulk = settings_for_run(run_conf), _day(ds), (run_conf or {}).get("bulk") or {}
+    if bulk.get("end") == day.isoformat() and bulk.get("start"):
+        return job.run_bulk(cfg, _day(bulk["start"]), day)
+    return job.run(cfg, day)
 
 
 @_written_by_bulk

@@ -1,5 +1,6 @@
 """Lifelong compression: <= N representatives, members of the input, deterministic, short users untouched."""
 
+import shutil
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -73,3 +74,39 @@ def test_run_compresses_long_users_only_and_is_idempotent(spark, lake_cfg):
     before = delta.read(spark, cfg.table_path("user_lifelong_compressed")).collect()
     lifelong.run(cfg, DS, spark)
     assertDataFrameEqual(delta.read(spark, cfg.table_path("user_lifelong_compressed")), before)
+
+
+def test_bulk_rows_are_the_daily_rows_of_each_users_last_days(spark, lake_cfg, tmp_path):
+    """run_bulk after a backfill == the day-by-day rows of each user's last N active days in the range."""
+    life = lake_cfg.item.lifelong.model_copy(update={"max_representatives": 5, "backfill_last_days": 2})
+    cfg = lake_cfg.model_copy(update={"item": lake_cfg.item.model_copy(update={"lifelong": life})})
+    x, _ = _clustered(30, seed=2)
+    emb = [(f"i{k}", None, None, [float(v) for v in x[k]], "content", "h", "v", DS) for k in range(30)]
+    delta.overwrite(spark.createDataFrame(emb, ITEM_EMBEDDINGS), cfg.table_path("item_embeddings"))
+    days = [DS + timedelta(days=k) for k in range(4)]
+
+    def event(user: str, item: str, day: date, k: int) -> tuple:
+        ts = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(minutes=k)
+        return (f"{user}-{day}-{k}", user, item, ts, 4.0, 30.0, 60.0, 0, 0, 0, 0, 0, "f", 1, day)
+
+    rows = [event("u1", f"i{(3 * k + d) % 30}", day, k) for d, day in enumerate(days) for k in range(8)]  # every day
+    rows += [event("u2", f"i{k}", days[0], k) for k in range(3)] + [event("u2", "i7", days[2], 0)]
+    rows += [event("u3", "i4", days[0] - timedelta(days=1), 0)]  # before the range only: no row
+    delta.overwrite(build_chunks(spark.createDataFrame(rows, EVENTS), PositiveRule()), cfg.table_path("user_events"),
+                    ("event_date",))  # fmt: skip
+    table = cfg.table_path("user_lifelong_compressed")
+    for day in days:
+        lifelong.run(cfg, day, spark)
+    daily = {(r.user_id, r.ds): (r.item_ids, r.n_source) for r in delta.read(spark, table).collect()}
+    assert {d for u, d in daily if u == "u1"} == set(days) and daily[("u1", days[-1])][1] == 25  # compressed
+    shutil.rmtree(table)
+
+    report = lifelong.run_bulk(cfg, days[0], days[-1], spark)
+    bulk = {(r.user_id, r.ds): (r.item_ids, r.n_source) for r in delta.read(spark, table).collect()}
+    assert set(bulk) == {("u1", days[2]), ("u1", days[3]), ("u2", days[0]), ("u2", days[2])}
+    assert bulk == {key: daily[key] for key in bulk}
+    assert report["users"] == 4 and report["users_compressed"] == 2 and report["last_days_per_user"] == 2
+    lifelong.run_bulk(cfg, days[0], days[-1], spark)  # a re-run replaces the range: same rows
+    assert sorted(map(tuple, delta.read(spark, table).collect())) == sorted(
+        (u, d, items, n) for (u, d), (items, n) in bulk.items()
+    )

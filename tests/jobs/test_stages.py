@@ -117,6 +117,19 @@ def test_the_daily_run_after_a_bulk_pass_puts_every_entity_online(run_conf, bulk
     assert calls == [(DS, True), (DS, False)]  # the whole TTL window after the pass; the day's rows otherwise
 
 
+def test_the_daily_run_after_a_bulk_pass_compresses_the_ranges_last_days(run_conf, ran, monkeypatch):
+    from jobs import lifelong
+
+    calls = []
+    monkeypatch.setattr(lifelong, "run", lambda cfg, ds: calls.append(("day", ds)) or {})
+    monkeypatch.setattr(lifelong, "run_bulk", lambda cfg, start, end: calls.append(("bulk", start, end)) or {})
+    bulk = {"start": "2026-10-01", "end": DS.isoformat()}
+    stages.lifelong(DS.isoformat(), {**run_conf, "bulk": bulk})
+    stages.lifelong(DS.isoformat(), {**run_conf, "bulk": {**bulk, "end": "2026-10-07"}})  # another END
+    stages.lifelong(DS.isoformat(), run_conf)
+    assert calls == [("bulk", date(2026, 10, 1), DS), ("day", DS), ("day", DS)]
+
+
 def test_weekly_item_pairs_keep_the_partition_the_daily_run_wrote(run_conf, spark, monkeypatch):
     from jobs import delta
     from jobs import item_pairs as job
