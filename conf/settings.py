@@ -402,6 +402,9 @@ class ModelSettings(_Frozen):
     batch_size: int | None = None
     beam_size: int = 10
     eval_users: int | None = None
+    # train.json's in-sample test figure (each user's last event); false never scores it, so a
+    # choice made on a train stage's figures rests on validation alone (bench.pathways).
+    score_test: bool = True
     seed: int = 0
     work_dir: str = "{home}/models/runs"
     # Empty: train in-process. Else the command that launches models.continual, e.g.

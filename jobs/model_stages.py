@@ -104,6 +104,7 @@ def train(ds: str, run_conf: dict | None = None) -> dict:
                "--overrides", json.dumps(overrides), "--threads", str(m.threads), "--pathways", json.dumps(fields),
                "--versions", json.dumps({"ds": day.isoformat(), "codebook": version, **inputs})]  # fmt: skip
         cmd += (["--init", str(init)] if init else []) + (["--architecture", m.architecture] if m.architecture else [])
+        cmd += [] if m.score_test else ["--no-test"]
         subprocess.run(cmd, check=True)
         result = json.loads((out / "continual.json").read_text())
     else:
@@ -111,7 +112,7 @@ def train(ds: str, run_conf: dict | None = None) -> dict:
         result = continual.run(examples, space, out, preset_name=m.preset, steps=steps, init_dir=init,
                                architecture=m.architecture, overrides=overrides, eval_users=m.eval_users,
                                versions={"ds": day.isoformat(), "codebook": version, **inputs},
-                               pathways=fields)  # fmt: skip
+                               pathways=fields, score_test=m.score_test)  # fmt: skip
     space.save(out / "best" / "items")  # the checkpoint carries its item space into the registry
     done = write_json(run / "train.json", {
         "ds": day.isoformat(), "mode": mode, "from": champion.version if same else None, "steps": steps,

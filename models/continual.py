@@ -138,12 +138,14 @@ def load_grown(model: torch.nn.Module, state: dict[str, torch.Tensor], keep: tup
 def run(examples: pd.DataFrame, space: ItemSpace, out_dir: str | Path, *, preset_name: str, steps: int,
         init_dir: str | Path | None = None, architecture: str | None = None, overrides: dict[str, Any] | None = None,
         versions: dict[str, Any] | None = None, eval_users: int | None = None, rank: int = 0,
-        world: int = 1, pathways: dict[str, Any] | None = None) -> dict:  # fmt: skip
+        world: int = 1, pathways: dict[str, Any] | None = None, score_test: bool = True) -> dict:  # fmt: skip
     """Train ``steps`` steps on the leave_one_out ``examples`` (from ``init_dir`` if given) into ``out_dir``.
 
     ``examples`` are ``gold.training_features`` rows (the four pathways; ``pathways`` then shapes the
     static pathway and the signals, :func:`pathway_fields`) or ``gold.training_examples`` rows
     (sequences). Returns train.train's result plus ``init`` (what was loaded, which tables grew).
+    ``score_test=False`` never scores the test split (its ``test`` is empty): a choice made on these
+    figures then rests on validation alone (bench.pathways).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,7 +173,8 @@ def run(examples: pd.DataFrame, space: ItemSpace, out_dir: str | Path, *, preset
     if task.n_examples < tc.batch_size * world:
         tc = dataclasses.replace(tc, batch_size=max(1, task.n_examples // world))
         task.tc = tc
-    result = trainer.train(model, task, tc, cfg, versions or {}, rank, world, eval_limit=eval_users)
+    result = trainer.train(model, task, tc, cfg, versions or {}, rank, world, eval_limit=eval_users,
+                           score_test=score_test)  # fmt: skip
     return {**result, "init": init, "n_users": len(loo.users), "n_examples": task.n_examples}
 
 
@@ -206,6 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--pathways", default="{}", help="JSON of OneRecConfig pathway fields (continual.pathway_fields)")
     p.add_argument("--versions", default="{}", help="JSON of versions for the manifest (feature_service, ...)")
+    p.add_argument("--no-test", dest="score_test", action="store_false", help="never score the test split")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -220,7 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = run(read_examples(args.examples, args.ds), ItemSpace.load(args.items), args.out, preset_name=args.preset,
                  steps=args.steps, init_dir=args.init, architecture=args.architecture, overrides=overrides,
                  versions={"data": f"{Path(args.examples).name} ds={args.ds}", **json.loads(args.versions)},
-                 eval_users=args.eval_users, rank=rank, world=world, pathways=json.loads(args.pathways))  # fmt: skip
+                 eval_users=args.eval_users, rank=rank, world=world, pathways=json.loads(args.pathways),
+                 score_test=args.score_test)  # fmt: skip
     if rank == 0:
         (Path(args.out) / "continual.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     if world > 1:

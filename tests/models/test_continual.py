@@ -47,3 +47,15 @@ def test_load_grown_keeps_old_rows_and_rejects_other_models():
     with pytest.raises(ValueError, match="checkpoint"):
         load_grown(wider, old.state_dict())
     assert np.isfinite(bigger.heads[0].weight.detach().numpy()).all()
+
+
+def test_run_without_test_scores_validation_only(tmp_path):
+    from models import continual
+    from tests.models.sample_events import leave_one_out_rows, random_sids, sample_events
+
+    events = sample_events(days=4)
+    day = sorted(events["event_date"].unique())[-1]
+    space = ItemSpace.from_sids(random_sids(events["item_id"].unique(), ds=day), "v20261001", 8)
+    result = continual.run(leave_one_out_rows(events, day), space, tmp_path, preset_name="tiny", steps=4,
+                           score_test=False)  # fmt: skip
+    assert result["test"] == {} and result["valid"]["n_users"] > 0 and 0.0 <= result["valid"]["recall@10"] <= 1.0
