@@ -154,6 +154,11 @@ def train_variant(ds: str, config: str, overrides: list[str], work_dir: Path, se
     return done
 
 
+def train_summary(train: dict) -> dict:
+    """What the JSON keeps of a run's last training log line: step, loss, steps/s and wall seconds."""
+    return {key: train[key] for key in ("step", "loss", "steps_per_s", "wall_s") if key in train}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="local", help="config name or path (default local)")
@@ -201,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": args.steps, "seeds": seeds, "lake_build_s": round(build_s, 1) if build_s else None,
         "train_s": round(time.time() - t0, 1), "n_items": first["n_items"], "signals": first["signals"],
         "feature_service": first.get("feature_service"), "coverage": coverage, "summary": summary,
-        "runs": {name: [{"seed": s, "pathways": r["pathways"], "valid": r["valid"], "train": r["train"]}
+        "runs": {name: [{"seed": s, "pathways": r["pathways"], "valid": r["valid"], "train": train_summary(r["train"])}
                         for s, r in zip(seeds, done, strict=True)] for name, done in runs.items()},
     }  # fmt: skip
     print(f"\n{dataset}: {first['n_items']} items, signals {', '.join(first['signals']) or 'none'}; "

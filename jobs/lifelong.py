@@ -241,9 +241,9 @@ def run_bulk(cfg: Settings, start: date, end: date, spark: SparkSession | None =
 
     spark = spark or get_spark(cfg)
     life = cfg.item.lifelong
-    day = lambda d: F.lit(d).cast("date")  # noqa: E731
-    chunks = delta.read(spark, cfg.table_path("user_events"), USER_EVENTS).where(F.col("event_date") <= day(end))
-    user_days = last_active_days(chunks.where(F.col("event_date") >= day(start)), life.backfill_last_days)
+    first, last = F.lit(start).cast("date"), F.lit(end).cast("date")
+    chunks = delta.read(spark, cfg.table_path("user_events"), USER_EVENTS).where(F.col("event_date") <= last)
+    user_days = last_active_days(chunks.where(F.col("event_date") >= first), life.backfill_last_days)
     sequences = lifelong_items_as_of(chunks, user_days, cfg.sequences.lifelong_cap)
     embeddings = delta.read(spark, cfg.table_path("item_embeddings"), ITEM_EMBEDDINGS)
     rows = build_compressed(sequences, embeddings, None, life.max_representatives, life.kmeans_iterations, life.seed)

@@ -39,3 +39,8 @@ def test_coverage_counts_validation_rows_with_a_non_empty_pathway():
         "item_ids": [float("nan"), np.array(["x"]), None, np.array(["y"])],
     })  # fmt: skip
     assert pathways.pathway_coverage(rows) == {"static": 0.3333, "short": 0.6667, "positive": 0.0, "lifelong": 0.3333}
+
+
+def test_the_json_keeps_four_fields_of_the_training_log():
+    line = {"step": 600, "loss": 0.8, "steps_per_s": 30.0, "wall_s": 9.5, "grad_norm": 1.2, "lr": 3e-4}
+    assert pathways.train_summary(line) == {"step": 600, "loss": 0.8, "steps_per_s": 30.0, "wall_s": 9.5}
