@@ -109,12 +109,11 @@ def lake_overrides(lake: Path, data: str | None, fmt: str | None) -> list[str]:
     return out
 
 
-def last_day(config: str, overrides: list[str]):
+def last_day(cfg):
     """The day the lake's onerec_daily ran on: the dataset's last replayable day."""
-    from conf.settings import load_settings
     from jobs.ingest import replay_days
 
-    return replay_days(load_settings(config, overrides))[-1]
+    return replay_days(cfg)[-1]
 
 
 # The training-row column that carries each pathway's items (gold.training_features, onerec_train_v3).
@@ -127,17 +126,15 @@ def pathway_coverage(examples) -> dict[str, float]:
 
     An ablation of a pathway that is empty for most rows says little: this is printed beside it.
     """
+    from models.pathways import as_list, attributes_of  # the model's own readers of these columns
+
     valid = examples[examples["split"] == "valid"]
-
-    def filled(value) -> bool:
-        if value is None or isinstance(value, float):  # NaN: no feature row at that time
-            return False
-        if isinstance(value, str):  # attributes: a JSON object
-            return value not in ("", "{}", "null")
-        return len(value) > 0
-
-    return {name: round(float(valid[col].map(filled).mean()), 4) if col in valid and len(valid) else 0.0
-            for name, col in PATHWAY_COLUMNS.items()}  # fmt: skip
+    coverage = {}
+    for name, col in PATHWAY_COLUMNS.items():
+        read = attributes_of if name == "static" else as_list
+        filled = valid[col].map(lambda value, read=read: len(read(value)) > 0) if col in valid else []
+        coverage[name] = round(float(filled.mean()), 4) if len(filled) else 0.0
+    return coverage
 
 
 def train_variant(ds: str, config: str, overrides: list[str], work_dir: Path, seed: int, steps: int) -> dict:
@@ -182,9 +179,10 @@ def main(argv: list[str] | None = None) -> dict:
     lake = Path(args.lake) if args.lake else Path(tempfile.mkdtemp(prefix=f"pathways-{dataset}-"))
     build_s = None if args.lake else build_lake(lake, args.config, args.data, args.format)
     overrides = lake_overrides(lake, args.data, args.format)
-    day = last_day(args.config, overrides)
+    cfg = load_settings(args.config, overrides)
+    day = last_day(cfg)
     ds = day.isoformat()
-    coverage = pathway_coverage(read_examples(load_settings(args.config, overrides), day))
+    coverage = pathway_coverage(read_examples(cfg, day))
     print(f"[bench.pathways] validation rows with a non-empty pathway: {coverage}", flush=True)
     print(f"[bench.pathways] {dataset}: training on {ds}, variants {', '.join(plan)}, seeds {seeds}, "
           f"{args.steps} steps each", flush=True)  # fmt: skip

@@ -74,12 +74,19 @@ def _written_by_bulk(stage: Callable[..., dict]) -> Callable[..., dict]:
     return maybe
 
 
+def bulk_range(run_conf: dict | None, ds: str | date) -> tuple[date, date] | None:
+    """``(start, end)`` of the bulk pass this run follows on ``ds`` (its last day), else None."""
+    bulk = (run_conf or {}).get("bulk") or {}
+    if bulk.get("end") != _day(ds).isoformat() or not bulk.get("start"):
+        return None
+    return _day(bulk["start"]), _day(ds)
+
+
 def bulk_books(run_conf: dict | None, ds: str | date, stage: str) -> dict | None:
     """The bulk pass's books of ``stage`` when this run is the daily run right after it on ``ds``."""
     from jobs.stage_report import day_report_dir
 
-    bulk = (run_conf or {}).get("bulk") or {}
-    if bulk.get("end") != _day(ds).isoformat():
+    if bulk_range(run_conf, ds) is None:
         return None
     path = day_report_dir(settings_for_run(run_conf), _day(ds)) / "backfill.json"
     if not path.is_file():
@@ -180,10 +187,10 @@ def lifelong(ds: str, run_conf: dict | None = None) -> dict:
     """
     from jobs import lifelong as job
 
-    cfg, day, bulk = settings_for_run(run_conf), _day(ds), (run_conf or {}).get("bulk") or {}
-    if bulk.get("end") == day.isoformat() and bulk.get("start"):
-        return job.run_bulk(cfg, _day(bulk["start"]), day)
-    return job.run(cfg, day)
+    cfg = settings_for_run(run_conf)
+    if bulk := bulk_range(run_conf, ds):
+        return job.run_bulk(cfg, *bulk)
+    return job.run(cfg, _day(ds))
 
 
 @_written_by_bulk
