@@ -53,6 +53,7 @@ class ValidationReport:
     failures: list[Failure] = field(default_factory=list)
     data_docs_path: str | None = None
     engine: str = "spark"  # GX execution engine the suite ran on (``pandas`` for small partitions)
+    since: date | None = None  # first day of a validated range (a bulk backfill's), else one day
 
     @property
     def critical(self) -> list[Failure]:
@@ -64,12 +65,16 @@ class ValidationReport:
 
     @property
     def where(self) -> str:
-        """``bronze_events ds=2026-10-03`` (or ``... (whole table)``)."""
-        return f"{self.suite} ds={self.ds.isoformat()}" if self.ds else f"{self.suite} (whole table)"
+        """``bronze_events ds=2026-10-03`` (``ds=2026-10-01..2026-10-03`` for a range, or ``(whole table)``)."""
+        if not self.ds:
+            return f"{self.suite} (whole table)"
+        first = f"{self.since.isoformat()}.." if self.since and self.since != self.ds else ""
+        return f"{self.suite} ds={first}{self.ds.isoformat()}"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["ds"] = self.ds.isoformat() if self.ds else None
+        out["since"] = self.since.isoformat() if self.since else None
         return out
 
     def summary(self) -> str:

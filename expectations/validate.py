@@ -57,13 +57,20 @@ WHOLE_TABLES = frozenset({"item_sids", "item_sid_mapping"})
 PARTIAL_UNEXPECTED = 10
 
 
-def validate(spark: SparkSession, cfg: Settings, table: str, ds: date | None = None) -> ValidationReport:
-    """Run ``table``'s suite on its ``ds`` partition; raise :class:`DataQualityError` on critical failures."""
+def validate(
+    spark: SparkSession, cfg: Settings, table: str, ds: date | None = None, since: date | None = None
+) -> ValidationReport:
+    """Run ``table``'s suite on its ``ds`` partition; raise :class:`DataQualityError` on critical failures.
+
+    ``since``: validate the date-partitioned table's partitions ``since``..``ds`` as one frame (the
+    days a bulk backfill wrote in one pass; every such table's keys hold its date column, so
+    uniqueness still means one row per key and day). Other tables are read as without it.
+    """
     from pyspark import StorageLevel
 
     name = suite_name(table, cfg)
     facts = table_facts(cfg, table, ds)
-    frame = _read(spark, cfg, table, ds)
+    frame = _read(spark, cfg, table, ds, since)
     if facts.get("codebook_version"):  # item_sids: the current codebook's rows only
         frame = frame.where(frame["codebook_version"] == facts["codebook_version"])
     frame = add_derived_columns(frame, table, cfg.item.semantic_ids.levels)
@@ -77,7 +84,7 @@ def validate(spark: SparkSession, cfg: Settings, table: str, ds: date | None = N
         # pandas engine (no Spark job per expectation); the column types, which pandas cannot
         # see, are checked on the Spark schema. Anything bigger stays in Spark.
         data = frame.toPandas() if engine == "pandas" else frame
-        result = _run_checkpoint(cfg, table, ds, data, engine=engine, facts=facts)
+        result = _run_checkpoint(cfg, table, ds, data, engine=engine, facts=facts, since=since)
         wrong_types = _schema_failures(frame, table) if engine == "pandas" else []
         failures = failures_from(result) + wrong_types
         _add_failing_rows(frame, failures, list(cfg.table(table).keys))
@@ -94,6 +101,7 @@ def validate(spark: SparkSession, cfg: Settings, table: str, ds: date | None = N
         engine=engine,
         failures=failures,
         data_docs_path=str(index) if index.exists() else None,
+        since=since if since is not None and date_partition_column(table, cfg) is not None else None,
     )
     for failure in report.warnings:
         log.warning("%s: %s", report.where, describe(failure))
@@ -185,7 +193,7 @@ def date_partition_column(table: str, cfg: Settings) -> str | None:
     return next((c for c in cfg.table(table).partition_by if isinstance(types.get(c), DateType)), None)
 
 
-def _read(spark: SparkSession, cfg: Settings, table: str, ds: date | None) -> DataFrame:
+def _read(spark: SparkSession, cfg: Settings, table: str, ds: date | None, since: date | None = None) -> DataFrame:
     from pyspark.sql import functions as F
 
     path = cfg.table_path(table)
@@ -193,6 +201,9 @@ def _read(spark: SparkSession, cfg: Settings, table: str, ds: date | None) -> Da
         log.warning("%s does not exist yet; validating it as empty", path)
     df = delta.read(spark, path, schema=BY_TABLE[table])
     column = date_partition_column(table, cfg)
+    if ds is not None and column is not None and since is not None and since < ds:
+        log.info("%s: validating partitions %s..%s (a range written in one pass)", table, since, ds)
+        return df.where(F.col(column).between(F.lit(since), F.lit(ds)))  # partition filters too
     if ds is not None and column is not None:
         return df.where(F.col(column) == F.lit(ds))  # a partition filter: Delta prunes the other days
     if ds is not None and table not in WHOLE_TABLES and delta.exists(spark, path):
@@ -235,7 +246,13 @@ def _plain(value: Any) -> Any:
 
 
 def _run_checkpoint(
-    cfg: Settings, table: str, ds: date | None, frame: Any, engine: str = "spark", facts: dict | None = None
+    cfg: Settings,
+    table: str,
+    ds: date | None,
+    frame: Any,
+    engine: str = "spark",
+    facts: dict | None = None,
+    since: date | None = None,
 ) -> Any:
     """Store suite/validation definition/checkpoint (add_or_update), run, return the suite's result."""
     import great_expectations as gx
@@ -258,7 +275,8 @@ def _run_checkpoint(
                 result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_UNEXPECTED},
             )
         )
-        run_name = f"{name} ds={ds.isoformat()}" if ds else f"{name} whole table"
+        days = f"{since.isoformat()}..{ds.isoformat()}" if ds and since and since < ds else (ds and ds.isoformat())
+        run_name = f"{name} ds={days}" if ds else f"{name} whole table"
         result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
     (suite_result,) = result.run_results.values()
     return suite_result
@@ -269,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m expectations.validate", description=__doc__.splitlines()[0])
     parser.add_argument("--table", required=True, help="logical table name, e.g. events")
     parser.add_argument("--ds", type=date.fromisoformat, default=None, help="partition date (YYYY-MM-DD)")
+    parser.add_argument(
+        "--since", type=date.fromisoformat, default=None,
+        help="first day of a range of partitions to validate as one (with --ds, its last; e.g. a bulk backfill's)",
+    )  # fmt: skip
     parser.add_argument("--config", default=None, help="conf/<name>.yaml (default $ONEREC_CONFIG or local)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="section.key=value")
     args = parser.parse_args(argv)
@@ -280,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_settings(args.config, args.overrides)
     spark = get_spark(cfg)
     try:
-        report = validate(spark, cfg, args.table, args.ds)
+        report = validate(spark, cfg, args.table, args.ds, args.since)
     except DataQualityError as err:
         print(err.report.summary())
         return 1

@@ -197,7 +197,8 @@ def render(data: dict) -> str:
     plots = {k: v for k, v in _plots(data["events_per_day"], data["sequence_lengths"], curve, timings).items() if v}
     ingest = data["stages"].get("ingest", {}).get("events", {})
     validation = {
-        f"{table}": _verdict(res)
+        # A bulk backfill's last day validates the whole range it wrote: the key says so.
+        (f"{table} ({res['since']}..{data.get('ds', '')})" if res.get("since") else table): _verdict(res)
         for stage, payload in data["stages"].items()
         if stage.startswith("validation")
         for table, res in payload.items()

@@ -183,6 +183,22 @@ def test_empty_partition_is_a_warning(spark, events_cfg, validate):
     assert [f["expectation"] for f in report.failures] == ["expect_table_row_count_to_be_between"]
 
 
+def test_a_bulk_range_is_validated_as_one_frame(spark, events_cfg, validate):
+    """A bulk backfill writes every day of its range in one pass: with ``since`` the checkpoint reads
+    the range's partitions, so a broken earlier day fails the validation of the last one."""
+    from expectations.report import DataQualityError
+
+    assert validate(spark, events_cfg, "events", EMPTY).row_count == 0  # the last day alone: nothing
+    with pytest.raises(DataQualityError, match=r"ds=2026-10-03\.\.2026-10-12: .*event_id") as err:
+        validate(spark, events_cfg, "events", EMPTY, since=GOOD)
+    assert err.value.report.row_count == 11  # 5 + 3 + 3 rows of the three written days
+    assert err.value.report.since == GOOD
+
+    report = validate(spark, events_cfg, "events", NEGATIVE_PLAY, since=GOOD)  # the duplicate's day is after
+    assert (report.row_count, len(report.critical), len(report.warnings)) == (8, 0, 1)
+    assert report.to_dict()["since"] == GOOD.isoformat()
+
+
 def test_cli_exits_1_on_critical_failure(monkeypatch, capsys):
     import expectations.validate as module
     from expectations.report import DataQualityError, ValidationReport
@@ -211,7 +227,7 @@ def test_stage_keeps_every_verdict_when_a_critical_failure_stops_it(monkeypatch,
     warning = {"expectation": "expect_w", "column": "c", "severity": "warning", "observed": {}, "expected": {}}
     critical = {**warning, "expectation": "expect_x", "severity": "critical"}
 
-    def fake(spark, cfg, table, ds):
+    def fake(spark, cfg, table, ds, since=None):
         if table == "items":
             raise DataQualityError(ValidationReport("items", "bronze_items", ds, False, 4, [critical, warning]))
         return ValidationReport(table, f"bronze_{table}", ds, False, 3, [warning])
