@@ -141,6 +141,8 @@ def make_codes(source: str, loo: data.LeaveOneOut, plan: Plan, sasrec: SASRec | 
     """Semantic IDs ``(n_items + 1, L + 1)`` from one vector source, all fit on train only."""
     extra: dict[str, Any] = {}
     if source == "sasrec":
+        if sasrec is None:
+            raise ValueError("the sasrec ID source needs SASRec-CE: run without --generator-only")
         vectors = item_codes.sasrec_item_vectors(sasrec)
     elif source == "ppmi":
         vectors = item_codes.ppmi_item_vectors(loo.train, loo.n_items)
@@ -239,9 +241,12 @@ def _generator_rows(name: str, test: dict[str, Any], result: dict[str, Any], sou
 
 def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str | None = None,
         out_root: str | Path = "var/reports/quality", ids: str = "behaviour",
-        valid_only: bool = False) -> dict[str, Any]:  # fmt: skip
+        valid_only: bool = False, baselines: bool = True) -> dict[str, Any]:  # fmt: skip
     """All stages; returns (and writes) the metrics dict. ``valid_only`` never scores the test
-    split (A/B of a changed configuration: its rows carry ``valid`` only)."""
+    split (A/B of a changed configuration: its rows carry ``valid`` only). ``baselines=False``
+    (only with ``valid_only``) trains no SASRec: an A/B of the generator's own inputs."""
+    if not baselines and not valid_only:
+        raise ValueError("skipping the baselines is for validation A/Bs only: a test table needs SASRec-CE beside it")
     name = name or Path(root).name
     out = Path(out_root) / name
     runs = out / "runs"
@@ -264,8 +269,10 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
     metrics.update(stages=stages, published=quality_report.published(name), protocol=PROTOCOL)
     t0 = time.perf_counter()
     metrics["valid_only"] = valid_only
-    sasrec, metrics["sasrec"] = run_sasrec(loo, plan, "ce", runs, device, score_test=not valid_only)
-    stage("train_sasrec_ce", t0)
+    sasrec = None
+    if baselines:
+        sasrec, metrics["sasrec"] = run_sasrec(loo, plan, "ce", runs, device, score_test=not valid_only)
+        stage("train_sasrec_ce", t0)
     quality_report.write(out, metrics)  # partial results survive a killed run
 
     sources = _sources(plan, ids, texts)
@@ -308,8 +315,9 @@ def run(root: str | Path, fmt: str, plan: Plan, device: str = "cpu", name: str |
     quality_report.write(out, metrics)
 
     t0 = time.perf_counter()
-    _, metrics["sasrec_bce"] = run_sasrec(loo, plan, "bce", runs, device, score_test=not valid_only)
-    stage("train_sasrec_bce", t0)
+    if baselines:
+        _, metrics["sasrec_bce"] = run_sasrec(loo, plan, "bce", runs, device, score_test=not valid_only)
+        stage("train_sasrec_bce", t0)
 
     metrics.update(
         wall_s=round(time.perf_counter() - t_all, 1), host=platform.node(), data={"users": len(loo.users),
@@ -381,6 +389,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="generator architecture (default: the profile's; lazy_decoder = OneRec-V2, no item head)")  # fmt: skip
     p.add_argument("--valid-only", action="store_true",
                    help="never score the test split: the table shows validation (A/B of a changed configuration)")  # fmt: skip
+    p.add_argument("--generator-only", action="store_true",
+                   help="with --valid-only: train no SASRec baseline (an A/B of the generator's inputs)")  # fmt: skip
     p.add_argument("--per-position", action="store_true",
                    help="train the generator on every position of a window in one pass (models/per_position.py)")  # fmt: skip
     args = p.parse_args(argv)
@@ -391,7 +401,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     profile = "quick" if args.quick else args.profile or default
     # The generator's A/B switches on the same plan: item head W, architecture, per-position.
     plan = with_generator(scale_time(PLANS[profile](), args.time_scale), args.arch, args.per_position, args.item_head)
-    metrics = run(args.data, args.format, plan, args.device, args.name, args.out, args.ids, args.valid_only)
+    if args.generator_only and not args.valid_only:
+        p.error("--generator-only needs --valid-only: a test table always has SASRec-CE beside it")
+    metrics = run(args.data, args.format, plan, args.device, args.name, args.out, args.ids, args.valid_only,
+                  baselines=not args.generator_only)  # fmt: skip
     print(quality_report.table(valid_view(metrics) if args.valid_only else metrics))
     return metrics
 

@@ -158,6 +158,10 @@ class ItemPairSettings(_Frozen):
     """
 
     method: Literal["swing", "cosine"] = "swing"
+    # With Swing: an item Swing leaves without any partner (every pair of it was co-engaged by one
+    # user only) takes its cosine partners instead, scored below every Swing pair of its day, so it
+    # gets a behaviour vector near what it was engaged beside rather than a cold one.
+    cold_fallback: Literal["none", "cosine"] = "none"
     positives_only: bool = True
     window_days: int = 30
     window_positions: int = 5

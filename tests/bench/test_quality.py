@@ -102,14 +102,18 @@ def test_quick_lazy_decoder_trained_per_position(tmp_path):
     seq_file.parent.mkdir()
     seq_file.write_text("".join(f"{u} {' '.join(str(i + 1) for i in s)}\n" for u, s in sequences().items()))
     metrics = quality.main(["--data", str(seq_file.parent), "--quick", "--threads", "1", "--arch", "lazy_decoder",
-                            "--per-position", "--valid-only", "--out", str(tmp_path / "out")])  # fmt: skip
+                            "--per-position", "--valid-only", "--generator-only", "--ids", "ppmi",
+                            "--out", str(tmp_path / "out")])  # fmt: skip
     row = metrics["onerec"]
     assert row["architecture"] == "lazy_decoder" and row["per_position"] is True and row["item_weight"] == 0.0
     assert row["valid"]["legal_rate"] == 1.0 and all(0.0 <= row["valid"][k] <= 1.0 for k in KEYS)
     # --valid-only: a changed configuration is compared on validation; no model touched test
     assert metrics["valid_only"] and "onerec_item_head_rerank" not in metrics
-    assert not any(k in metrics[m] for m in MODELS for k in KEYS)
+    assert not any(k in metrics[m] for m in MODELS if m in metrics for k in KEYS)
     assert "(VALIDATION" in quality.quality_report.table(quality.valid_view(metrics))
+    assert "sasrec" not in metrics and "sasrec_bce" not in metrics  # --generator-only: no baseline trained
+    with pytest.raises(SystemExit):  # a table with test figures always has SASRec-CE beside it
+        quality.main(["--data", str(seq_file.parent), "--quick", "--generator-only"])
     plan = quality.with_generator(quality.PLANS["quick"](), "encoder_decoder", True, None)
     assert plan.onerec.per_position and plan.onerec.pos_len == 0 and plan.onerec.item_loss_weight == 1.0
 

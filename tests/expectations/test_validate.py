@@ -199,6 +199,22 @@ def test_a_bulk_range_is_validated_as_one_frame(spark, events_cfg, validate):
     assert report.to_dict()["since"] == GOOD.isoformat()
 
 
+def test_the_daily_validation_after_a_bulk_pass_covers_its_range(spark, events_cfg):
+    """``stages.validate`` on END with the runner's ``bulk`` conf reads START..END; without it, END alone."""
+    import json
+
+    from expectations.report import DataQualityError
+    from jobs import stages
+
+    conf = {"config": "tiny", "set": [f"home={events_cfg.home}"]}
+    assert stages.validate(["events"], EMPTY.isoformat(), conf)["events"]["rows"] == 0
+    bulk = {**conf, "bulk": {"start": GOOD.isoformat(), "end": EMPTY.isoformat()}}
+    with pytest.raises(DataQualityError, match="event_id"):
+        stages.validate(["events"], EMPTY.isoformat(), bulk)
+    written = json.loads(next(Path(events_cfg.home, "reports").rglob("validation_events.json")).read_text())
+    assert written["events"]["rows"] == 11 and written["events"]["since"] == GOOD.isoformat()
+
+
 def test_cli_exits_1_on_critical_failure(monkeypatch, capsys):
     import expectations.validate as module
     from expectations.report import DataQualityError, ValidationReport

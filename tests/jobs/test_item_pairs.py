@@ -79,6 +79,28 @@ def test_pairs_respect_window_session_and_rank_known_pairs_first(spark):
     seqs.unpersist()
 
 
+def test_cosine_fallback_pairs_the_items_swing_leaves_out_below_every_swing_pair(spark):
+    """C, D, E, K, L, P, Q, R and S are co-engaged by one user each: Swing drops them, the fallback keeps their
+    cosine partners, each scored under the day's lowest Swing score; the Swing pairs stay as they were."""
+    history = _history(spark, SEQS)
+    params = ItemPairSettings(window_days=1, window_positions=2, top_k=10, session_gap_minutes=30)
+    seqs = item_pairs.build_window_sequences(history, DS, 1, True, 100).cache()
+    swing = {(r.item_id, r.other_item_id): r.score for r in item_pairs.build_item_pairs(seqs, params).collect()}
+    fallback = params.model_copy(update={"cold_fallback": "cosine"})
+    rows = item_pairs.build_item_pairs(seqs, fallback).collect()
+    seqs.unpersist()
+    both = {(r.item_id, r.other_item_id): r.score for r in rows}
+
+    assert {k: v for k, v in both.items() if k in swing} == swing  # every Swing pair, same score
+    added = {k: v for k, v in both.items() if k not in swing}
+    swing_items = {i for pair in swing for i in pair}
+    assert {i for pair in added for i in pair} - swing_items == {"C", "D", "E", "K", "L", "P", "Q", "R", "S"}
+    assert ("P", "Q") in added and ("P", "R") in added and ("P", "S") not in added  # the window still holds
+    assert all(any(i not in swing_items for i in pair) for pair in added)  # only pairs of uncovered items
+    assert max(added.values()) < min(swing.values())  # below every Swing pair: rankings unchanged
+    assert max((v, k) for k, v in both.items() if k[0] == "A")[1] == ("A", "B")
+
+
 def test_run_writes_partition_and_rerun_leaves_it_identical(spark, lake_cfg):
     cfg = lake_cfg.model_copy(
         update={"item": lake_cfg.item.model_copy(update={"pairs": ItemPairSettings(method="cosine", window_days=2)})}
