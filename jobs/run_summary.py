@@ -47,6 +47,8 @@ def quality_verdicts(cfg: Settings, days: list[date]) -> dict[str, Any]:
         for path in sorted(day_report_dir(cfg, ds).glob("validation_*.json")):
             for table, result in json.loads(path.read_text()).items():
                 entry = verdicts.setdefault(table, {"passed": 0, "failed": [], "warned": []})
+                if result.get("since"):  # the checkpoint read a bulk pass's range, not the day alone
+                    entry["since"] = min(entry.get("since", result["since"]), result["since"])
                 # Files written before "critical" was recorded: an unmet expectation counts as a failure.
                 critical = result.get("critical", 0 if result.get("success") else 1)
                 if critical:
@@ -110,9 +112,11 @@ def render(summary: dict[str, Any], config_args: str = "") -> str:
     failed = {t: v["failed"] for t, v in quality.items() if v["failed"]}
     warned = {t: v.get("warned", []) for t, v in quality.items() if v.get("warned")}
     n_warned = sum(len(w) for w in warned.values())
+    since = min((v["since"] for v in quality.values() if v.get("since")), default=None)
+    covered = f"{len(summary['days'])} day(s)" + (f", the bulk range from {since} included" if since else "")
     lines.append(
         f"Data quality: {sum(v['passed'] for v in quality.values())} checkpoint(s) passed over "
-        f"{len(summary['days'])} day(s)" + (f" ({n_warned} with warnings)" if n_warned else "")
+        f"{covered}" + (f" ({n_warned} with warnings)" if n_warned else "")
         + f", {sum(len(f) for f in failed.values())} failed"
     )  # fmt: skip
     lines += [f"  FAILED {t}: {', '.join(days)}" for t, days in failed.items()]

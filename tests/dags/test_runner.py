@@ -84,3 +84,12 @@ def test_summary_lists_every_delta_table_and_the_quality_verdicts(tmp_path):
     assert "Champion: v0002  recall@10 0.2500" in text
     assert "python -m features.lookup --user u7 --config tiny" in text
     assert "python -m serving.recommend --user u7 --config tiny" in text
+
+    # After a bulk pass, END's checkpoints read the whole range: the summary says so.
+    write_stage_json(cfg, days[1], "validation_user_features",
+                     {"user_features": {"success": True, "critical": 0, "since": "2026-09-01"}})  # fmt: skip
+    ranged = run_summary.quality_verdicts(cfg, days)["user_features"]
+    assert ranged == {"passed": 1, "failed": [], "warned": [], "since": "2026-09-01"}
+    text = run_summary.render({"days": ["2026-10-02"], "tables": {}, "quality": {"user_features": ranged},
+                               "champion": None, "user": None, "report": "r", "data_docs": "d"})  # fmt: skip
+    assert "1 checkpoint(s) passed over 1 day(s), the bulk range from 2026-09-01 included, 0 failed" in text
