@@ -41,6 +41,11 @@ class Failure(TypedDict):
     expected: dict[str, Any]
 
 
+def days_label(ds: date, since: date | None = None) -> str:
+    """``2026-10-03``, or ``2026-10-01..2026-10-03`` when a range ``since``..``ds`` was validated."""
+    return f"{since.isoformat()}..{ds.isoformat()}" if since and since < ds else ds.isoformat()
+
+
 @dataclass
 class ValidationReport:
     """What one checkpoint run found. ``success`` is GX's: every expectation met, warnings included."""
@@ -66,10 +71,7 @@ class ValidationReport:
     @property
     def where(self) -> str:
         """``bronze_events ds=2026-10-03`` (``ds=2026-10-01..2026-10-03`` for a range, or ``(whole table)``)."""
-        if not self.ds:
-            return f"{self.suite} (whole table)"
-        first = f"{self.since.isoformat()}.." if self.since and self.since != self.ds else ""
-        return f"{self.suite} ds={first}{self.ds.isoformat()}"
+        return f"{self.suite} ds={days_label(self.ds, self.since)}" if self.ds else f"{self.suite} (whole table)"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

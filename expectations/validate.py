@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from conf.settings import Settings
 from expectations.context import SITE_NAME, context_lock, data_docs_dir, dataframe_batch_definition, open_context
 from expectations.derived import add_derived_columns
-from expectations.report import DataQualityError, Failure, ValidationReport, describe, failures_from
+from expectations.report import DataQualityError, Failure, ValidationReport, days_label, describe, failures_from
 from expectations.suites import build_suite, suite_name
 from jobs import delta
 from jobs.schemas import BY_TABLE
@@ -68,6 +68,8 @@ def validate(
     """
     from pyspark import StorageLevel
 
+    if date_partition_column(table, cfg) is None or ds is None:
+        since = None  # only a date-partitioned table has a range of days to read
     name = suite_name(table, cfg)
     facts = table_facts(cfg, table, ds)
     frame = _read(spark, cfg, table, ds, since)
@@ -101,7 +103,7 @@ def validate(
         engine=engine,
         failures=failures,
         data_docs_path=str(index) if index.exists() else None,
-        since=since if since is not None and date_partition_column(table, cfg) is not None else None,
+        since=since,
     )
     for failure in report.warnings:
         log.warning("%s: %s", report.where, describe(failure))
@@ -275,8 +277,7 @@ def _run_checkpoint(
                 result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_UNEXPECTED},
             )
         )
-        days = f"{since.isoformat()}..{ds.isoformat()}" if ds and since and since < ds else (ds and ds.isoformat())
-        run_name = f"{name} ds={days}" if ds else f"{name} whole table"
+        run_name = f"{name} ds={days_label(ds, since)}" if ds else f"{name} whole table"
         result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
     (suite_result,) = result.run_results.values()
     return suite_result
